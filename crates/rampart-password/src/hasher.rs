@@ -1,0 +1,290 @@
+//! [`AsyncHasher`]: password hashing off the async runtime, with bounded concurrency and queue.
+//!
+//! # Security
+//! - Argon2 is deliberately slow and memory-hungry. Run on the async runtime it would stall every
+//!   other request; here it runs on tokio's blocking pool, at most `max_concurrent` at a time, so
+//!   memory use is bounded by `max_concurrent × m_kib`.
+//! - At most `max_queue` callers wait for a slot; the next one gets [`PasswordError::Busy`] at
+//!   once. A login flood is refused quickly instead of piling up unbounded work and memory.
+//! - The permit is held by the blocking task itself, so a caller that gives up (request
+//!   cancelled) does not free a slot while its hash is still running.
+//! - [`AsyncHasher::dummy_verify`] is subject to the same limits as a real verify, so an unknown
+//!   user and a known one see the same `Busy` behaviour; treat its `Busy` like a real one.
+//!
+//! # Deployment
+//! Size `max_concurrent` to the cores set aside for hashing (often the core count) and
+//! `max_queue` to what you are willing to make callers wait for; export
+//! [`AsyncHasher::queue_depth`] as a gauge.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rampart_core::SecretString;
+use tokio::sync::{Semaphore, TryAcquireError};
+
+use crate::error::{PasswordError, Result};
+use crate::hash::{self, Argon2Params, Verification};
+
+/// Runs password hashing on the blocking pool behind a semaphore. Cheap to clone.
+#[derive(Clone)]
+pub struct AsyncHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Argon2Params,
+    dummy_hash: String,
+    semaphore: Arc<Semaphore>,
+    max_concurrent: usize,
+    max_queue: usize,
+    waiting: AtomicUsize,
+    running: AtomicUsize,
+}
+
+impl AsyncHasher {
+    /// A hasher with `params` for new hashes, at most `max_concurrent` hashes at a time
+    /// (at least 1) and at most `max_queue` callers waiting for a slot.
+    pub fn new(params: Argon2Params, max_concurrent: usize, max_queue: usize) -> Self {
+        let max_concurrent = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            inner: Arc::new(Inner {
+                params,
+                dummy_hash: hash::dummy_hash(&params),
+                semaphore: Arc::new(Semaphore::new(max_concurrent)),
+                max_concurrent,
+                max_queue,
+                waiting: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The parameters used for new hashes and as the `current` parameters when verifying.
+    pub fn params(&self) -> Argon2Params {
+        self.inner.params
+    }
+
+    /// Callers waiting for a slot plus hashes running, for metrics.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed) + self.inner.running.load(Ordering::Relaxed)
+    }
+
+    /// Hashes a new password with Argon2id; see [`hash::hash_password`].
+    pub async fn hash(&self, password: SecretString) -> Result<String> {
+        let params = self.inner.params;
+        self.run(move || hash::hash_password(&password, &params)).await
+    }
+
+    /// Checks a password against a stored hash; see [`hash::verify_password`].
+    pub async fn verify(&self, password: SecretString, stored: String) -> Result<Verification> {
+        let params = self.inner.params;
+        self.run(move || hash::verify_password(&password, &stored, &params)).await
+    }
+
+    /// Spends the time of one verify for a user who does not exist; see [`hash::dummy_verify`].
+    ///
+    /// Returns `Err` only for [`PasswordError::Busy`] or a failed task, exactly when
+    /// [`AsyncHasher::verify`] would, so both paths can be handled alike.
+    pub async fn dummy_verify(&self, password: SecretString) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        self.run(move || {
+            // The outcome is irrelevant; only the time spent matters.
+            let _ = hash::verify_password(&password, &inner.dummy_hash, &inner.params);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Waits for a slot (or fails fast when the queue is full), then runs `work` on the blocking
+    /// pool while holding it.
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let semaphore = Arc::clone(&self.inner.semaphore);
+        let permit = match Arc::clone(&semaphore).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(PasswordError::Busy),
+            Err(TryAcquireError::NoPermits) => {
+                let _queued = QueueSlot::enter(&self.inner.waiting, self.inner.max_queue)
+                    .ok_or(PasswordError::Busy)?;
+                // Never closed; treat a closed semaphore like a full one.
+                semaphore.acquire_owned().await.map_err(|_| PasswordError::Busy)?
+            }
+        };
+        let running = Running::enter(Arc::clone(&self.inner));
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _running = running;
+            work()
+        });
+        task.await.map_err(PasswordError::Task)?
+    }
+}
+
+impl fmt::Debug for AsyncHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncHasher")
+            .field("params", &self.inner.params)
+            .field("max_concurrent", &self.inner.max_concurrent)
+            .field("max_queue", &self.inner.max_queue)
+            .field("queue_depth", &self.queue_depth())
+            .finish()
+    }
+}
+
+/// A place in the wait queue; leaving it (also by cancellation) frees it.
+struct QueueSlot<'a>(&'a AtomicUsize);
+
+impl<'a> QueueSlot<'a> {
+    fn enter(waiting: &'a AtomicUsize, max_queue: usize) -> Option<Self> {
+        waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| (w < max_queue).then_some(w + 1))
+            .ok()
+            .map(|_| Self(waiting))
+    }
+}
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Counts a running hash until the blocking task finishes.
+struct Running(Arc<Inner>);
+
+impl Running {
+    fn enter(inner: Arc<Inner>) -> Self {
+        inner.running.fetch_add(1, Ordering::AcqRel);
+        Self(inner)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    const FAST: Argon2Params = Argon2Params { m_kib: 64, t: 1, p: 1 };
+
+    /// Occupies one slot with a blocking task that runs until the returned sender is dropped.
+    async fn occupy(
+        hasher: &AsyncHasher,
+    ) -> (mpsc::Sender<()>, tokio::task::JoinHandle<Result<()>>) {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let h = hasher.clone();
+        let handle = tokio::spawn(async move {
+            h.run(move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+                Ok(())
+            })
+            .await
+        });
+        started_rx.await.unwrap();
+        (release_tx, handle)
+    }
+
+    #[tokio::test]
+    async fn hashes_and_verifies_on_the_blocking_pool() {
+        let hasher = AsyncHasher::new(FAST, 2, 4);
+        let stored = hasher.hash(SecretString::new("async pw")).await.unwrap();
+        let v = hasher.verify(SecretString::new("async pw"), stored.clone()).await.unwrap();
+        assert!(v.matched && !v.needs_rehash);
+        let wrong = hasher.verify(SecretString::new("async pw "), stored).await.unwrap();
+        assert!(!wrong.matched);
+        hasher.dummy_verify(SecretString::new("nobody")).await.unwrap();
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn second_caller_is_busy_when_one_runs_and_no_queue_is_allowed() {
+        let hasher = AsyncHasher::new(FAST, 1, 0);
+        let (release, first) = occupy(&hasher).await;
+        assert_eq!(hasher.queue_depth(), 1);
+
+        let err = hasher.hash(SecretString::new("second")).await.unwrap_err();
+        assert!(matches!(err, PasswordError::Busy), "{err:?}");
+        let err = hasher.dummy_verify(SecretString::new("x")).await.unwrap_err();
+        assert!(matches!(err, PasswordError::Busy), "{err:?}");
+
+        drop(release);
+        first.await.unwrap().unwrap();
+        assert_eq!(hasher.queue_depth(), 0);
+        // With the slot free again, work goes through.
+        assert!(hasher.hash(SecretString::new("third")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn waits_in_queue_up_to_max_queue_then_fails_fast() {
+        let hasher = AsyncHasher::new(FAST, 1, 1);
+        let (release, first) = occupy(&hasher).await;
+
+        let h = hasher.clone();
+        let queued = tokio::spawn(async move { h.hash(SecretString::new("queued")).await });
+        for _ in 0..1_000 {
+            if hasher.queue_depth() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hasher.queue_depth(), 2);
+
+        let err = hasher.hash(SecretString::new("third")).await.unwrap_err();
+        assert!(matches!(err, PasswordError::Busy), "{err:?}");
+
+        drop(release);
+        first.await.unwrap().unwrap();
+        let stored = queued.await.unwrap().unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert_eq!(hasher.queue_depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiter_frees_its_queue_slot() {
+        let hasher = AsyncHasher::new(FAST, 1, 1);
+        let (release, first) = occupy(&hasher).await;
+
+        let h = hasher.clone();
+        let queued = tokio::spawn(async move { h.hash(SecretString::new("gives up")).await });
+        for _ in 0..1_000 {
+            if hasher.queue_depth() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        queued.abort();
+        assert!(queued.await.unwrap_err().is_cancelled());
+        assert_eq!(hasher.queue_depth(), 1);
+
+        drop(release);
+        first.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn zero_concurrency_is_raised_to_one() {
+        let hasher = AsyncHasher::new(FAST, 0, 0);
+        assert_eq!(hasher.inner.semaphore.available_permits(), 1);
+    }
+
+    #[test]
+    fn debug_shows_settings_and_no_secrets() {
+        let hasher = AsyncHasher::new(FAST, 3, 7);
+        let shown = format!("{hasher:?}");
+        assert!(shown.contains("max_concurrent: 3") && shown.contains("max_queue: 7"), "{shown}");
+        assert!(!shown.contains("ZHVtbXkt"), "{shown}");
+    }
+}

@@ -1,0 +1,157 @@
+use std::convert::Infallible;
+
+use axum::body::Body;
+use http::header::{HeaderName, CACHE_CONTROL, CONTENT_TYPE, X_FRAME_OPTIONS};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use tower::{Layer, ServiceExt};
+
+use super::*;
+use crate::ProtectError;
+
+/// Answers with the status in the path (`/status/404`), as HTML when the path says so, and
+/// echoes the nonce it saw.
+async fn inner(req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let nonce = req.extensions().get::<CspNonce>().map(|n| n.0.clone()).unwrap_or_default();
+    let status = path
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut res = Response::new(Body::from(nonce));
+    *res.status_mut() = status;
+    let ct = if path.contains("html") { "text/html; charset=utf-8" } else { "application/json" };
+    res.headers_mut().insert(CONTENT_TYPE, ct.parse().unwrap());
+    res.headers_mut().insert("server", "leaky/1.0".parse().unwrap());
+    res.headers_mut().insert("x-powered-by", "leaky".parse().unwrap());
+    if path.contains("authed") {
+        res.extensions_mut().insert(Authenticated);
+    }
+    if path.contains("own") {
+        res.headers_mut().insert(X_FRAME_OPTIONS, "SAMEORIGIN".parse().unwrap());
+        res.headers_mut().insert(CACHE_CONTROL, "max-age=60".parse().unwrap());
+        res.headers_mut().insert("content-security-policy", "default-src 'self'".parse().unwrap());
+    }
+    Ok(res)
+}
+
+async fn get(config: SecurityHeadersConfig, path: &str) -> (HeaderMap, String) {
+    let svc = SecurityHeadersLayer::new(config).layer(tower::service_fn(inner));
+    let req = Request::get(path).body(Body::empty()).unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn every_status_gets_every_header() {
+    for status in [200, 404, 500, 405, 413, 429] {
+        let (h, _) = get(SecurityHeadersConfig::strict(), &format!("/status/{status}")).await;
+        assert_eq!(header(&h, "strict-transport-security"), Some(HSTS_VALUE), "{status}");
+        assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
+        assert_eq!(header(&h, "referrer-policy"), Some("strict-origin-when-cross-origin"));
+        assert_eq!(header(&h, "cross-origin-opener-policy"), Some("same-origin"));
+        assert_eq!(header(&h, "cross-origin-resource-policy"), Some("same-origin"));
+        assert_eq!(header(&h, "permissions-policy"), Some(PERMISSIONS_POLICY));
+        assert_eq!(header(&h, "content-security-policy"), Some(DEFAULT_CSP));
+        assert_eq!(header(&h, "server"), None);
+        assert_eq!(header(&h, "x-powered-by"), None);
+        assert_eq!(header(&h, "cache-control"), None, "ordinary paths stay cacheable");
+    }
+}
+
+#[tokio::test]
+async fn permissions_policy_denies_powerful_features() {
+    for feature in ["camera=()", "microphone=()", "geolocation=()", "payment=()", "usb=()"] {
+        assert!(PERMISSIONS_POLICY.contains(feature), "{feature}");
+    }
+}
+
+#[tokio::test]
+async fn html_gets_a_fresh_nonce_that_the_handler_saw() {
+    let (h1, nonce1) = get(SecurityHeadersConfig::strict(), "/page.html").await;
+    let (h2, nonce2) = get(SecurityHeadersConfig::strict(), "/page.html").await;
+    assert_ne!(nonce1, nonce2);
+    assert!(nonce1.len() >= 22, "128-bit nonce: {nonce1}");
+    let csp1 = header(&h1, "content-security-policy").unwrap();
+    let csp2 = header(&h2, "content-security-policy").unwrap();
+    assert_eq!(csp1, HTML_CSP.replace("{nonce}", &nonce1));
+    assert!(csp1.contains(&format!("script-src 'nonce-{nonce1}'")), "{csp1}");
+    assert!(csp1.contains("frame-ancestors 'none'") && csp1.contains("base-uri 'none'"));
+    assert!(csp2.contains(&nonce2) && !csp2.contains(&nonce1));
+}
+
+#[tokio::test]
+async fn headers_already_set_by_the_response_are_kept() {
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/api/auth/own").await;
+    assert_eq!(header(&h, "x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(header(&h, "cache-control"), Some("max-age=60"));
+    assert_eq!(header(&h, "content-security-policy"), Some("default-src 'self'"));
+    assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+}
+
+#[tokio::test]
+async fn no_store_under_prefixes_and_for_authenticated_responses() {
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/api/auth/session").await;
+    assert_eq!(header(&h, "cache-control"), Some("no-store"));
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/api/authx").await;
+    assert_eq!(header(&h, "cache-control"), None);
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/app/authed").await;
+    assert_eq!(header(&h, "cache-control"), Some("no-store"));
+    let config = SecurityHeadersConfig::strict().with_no_store_prefix("/account");
+    let (h, _) = get(config, "/account/keys").await;
+    assert_eq!(header(&h, "cache-control"), Some("no-store"));
+}
+
+#[tokio::test]
+async fn login_pages_get_no_referrer() {
+    let config = SecurityHeadersConfig::strict().with_no_referrer_prefix("/login");
+    let (h, _) = get(config.clone(), "/login/page.html").await;
+    assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
+    let (h, _) = get(config, "/home").await;
+    assert_eq!(header(&h, "referrer-policy"), Some("strict-origin-when-cross-origin"));
+}
+
+#[tokio::test]
+async fn hsts_can_be_turned_off_for_plain_http() {
+    let (h, _) = get(SecurityHeadersConfig::strict().with_hsts(false), "/").await;
+    assert_eq!(header(&h, "strict-transport-security"), None);
+    assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
+}
+
+#[tokio::test]
+async fn individual_values_can_be_overridden_or_dropped() {
+    let config = SecurityHeadersConfig::strict()
+        .with_header(X_FRAME_OPTIONS, "SAMEORIGIN")
+        .unwrap()
+        .with_header(HeaderName::from_static("strict-transport-security"), "max-age=300")
+        .unwrap()
+        .with_header(HeaderName::from_static("x-extra"), "1")
+        .unwrap()
+        .with_html_csp("default-src 'self'; script-src 'nonce-{nonce}'; connect-src 'self'")
+        .unwrap()
+        .insecure_without_header(&HeaderName::from_static("cross-origin-opener-policy"));
+    let (h, nonce) = get(config, "/x.html").await;
+    assert_eq!(header(&h, "x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(header(&h, "strict-transport-security"), Some("max-age=300"));
+    assert_eq!(header(&h, "x-extra"), Some("1"));
+    assert_eq!(header(&h, "cross-origin-opener-policy"), None);
+    let csp = header(&h, "content-security-policy").unwrap();
+    assert_eq!(csp, format!("default-src 'self'; script-src 'nonce-{nonce}'; connect-src 'self'"));
+}
+
+#[test]
+fn bad_overrides_are_refused() {
+    let no_placeholder = SecurityHeadersConfig::strict().with_html_csp("default-src 'none'");
+    assert!(matches!(no_placeholder, Err(ProtectError::InvalidCspTemplate { .. })));
+    let bad_value = SecurityHeadersConfig::strict().with_header(X_FRAME_OPTIONS, "a\nb");
+    assert!(matches!(bad_value, Err(ProtectError::InvalidHeaderValue { .. })));
+}

@@ -1,0 +1,265 @@
+//! [`RateLimitLayer`]: a tower layer that applies [`Rule`]s through a [`RateLimitStore`].
+//!
+//! Every rule that matches a request is checked in order, each under its own key. If one
+//! refuses, the request stops there with `429 Too Many Requests`; otherwise it goes on and the
+//! response carries the state of every matched quota.
+//!
+//! # Responses
+//! - **429**: the JSON error body with code `rate_limited`, `Retry-After` in whole seconds
+//!   (rounded up, at least 1), `RateLimit-Policy` and `RateLimit`; a [`RateLimited`] value is
+//!   put into the response extensions for the audit layer.
+//! - **Admitted**: the inner response plus `RateLimit-Policy` and `RateLimit`.
+//! - **Store error**: `503` with code `rate_limit_unavailable` (fail closed), the
+//!   [`RateLimitError`] in the response extensions and a WARN log with the detail. To keep
+//!   serving through an outage of a shared store, wrap it in a [`FallbackStore`].
+//!
+//! # Headers
+//! In the structured-field form of the IETF rate-limit headers draft, one item per quota:
+//!
+//! ```text
+//! RateLimit-Policy: "default:200/1m";q=200;w=60, "default:50/10s";q=50;w=10
+//! RateLimit: "default:200/1m";r=199;t=1, "default:50/10s";r=49;t=1
+//! ```
+//!
+//! Policies are named `{rule name}:{quota}` (the quota in its [`Display`](std::fmt::Display)
+//! form), which is unique per response and tells a client which limit it hit. `q` is the
+//! limit, `w` the period in seconds, `r` the requests left now, `t` the seconds until the
+//! quota is fully available again (rounded up).
+//!
+//! # Security
+//! - Rules run in order and each admission spends from its own key: when a later rule refuses,
+//!   the earlier rules' admissions are already spent (the store is atomic per key only).
+//! - Failing closed keeps an outage from disabling the limits; it also makes the store a
+//!   dependency of every matched request.
+//! - Key choice, client-address fallback and IPv6 grouping are described in [`crate::rule`].
+//!
+//! [`FallbackStore`]: crate::FallbackStore
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, StatusCode};
+use tower::{Layer, Service};
+
+use crate::quota::ceil_secs;
+use crate::{Decision, RateLimitError, RateLimitStore, Rule};
+
+/// The `RateLimit-Policy` header.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The `RateLimit` header.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+/// Put into the extensions of a 429 response: which rule refused, for which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    /// The refusing rule's name.
+    pub rule: String,
+    /// The store key (`rl:{rule}:{kind}:{value}`).
+    pub key: String,
+}
+
+/// Applies rate-limit rules to requests. See the [module docs](self).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RateLimitLayer {
+    store: Arc<dyn RateLimitStore>,
+    rules: Arc<[Rule]>,
+}
+
+impl RateLimitLayer {
+    /// A layer applying `rules` with state in `store`.
+    pub fn new(store: Arc<dyn RateLimitStore>, rules: Vec<Rule>) -> Self {
+        Self { store, rules: rules.into() }
+    }
+
+    /// A layer applying only [`Rule::default_rule`].
+    pub fn with_default_rule(store: Arc<dyn RateLimitStore>) -> Self {
+        Self::new(store, vec![Rule::default_rule()])
+    }
+
+    /// The rules, in the order they are checked.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The matching rules for a request and the store key for each: the pure part of the
+    /// policy.
+    pub fn plan<B>(&self, req: &Request<B>) -> Vec<(usize, String)> {
+        let path = req.uri().path();
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.matches(req.method(), path))
+            .map(|(i, r)| (i, r.key_for(req)))
+            .collect()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit { inner, layer: self.clone() }
+    }
+}
+
+/// The service built by [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    layer: RateLimitLayer,
+}
+
+/// The future returned by [`RateLimit`].
+pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send + 'static>>;
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let plan = self.layer.plan(&req);
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if plan.is_empty() {
+            return Box::pin(inner.call(req));
+        }
+        let layer = self.layer.clone();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Box::pin(async move {
+            let mut seen: Vec<(&Rule, Decision)> = Vec::with_capacity(plan.len());
+            for (index, key) in plan {
+                let Some(rule) = layer.rules.get(index) else { continue };
+                match layer.store.check(&key, &rule.quotas).await {
+                    Ok(decision) if decision.allowed => seen.push((rule, decision)),
+                    Ok(decision) => {
+                        tracing::debug!(rule = %rule.name, "request refused by rate limit");
+                        let retry_after = decision.retry_after;
+                        seen.push((rule, decision));
+                        let limited = RateLimited { rule: rule.name.clone(), key };
+                        return Ok(too_many_requests(&request_id, retry_after, &seen, limited));
+                    }
+                    Err(error) => {
+                        tracing::warn!(rule = %rule.name, error = %error,
+                            source = ?std::error::Error::source(&error).map(ToString::to_string),
+                            "rate-limit store failed; refusing the request (fail closed)");
+                        return Ok(unavailable(&request_id, error));
+                    }
+                }
+            }
+            let mut response = inner.call(req).await?;
+            set_headers(&mut response, &seen);
+            Ok(response)
+        })
+    }
+}
+
+fn too_many_requests(
+    request_id: &str,
+    retry_after: Duration,
+    seen: &[(&Rule, Decision)],
+    limited: RateLimited,
+) -> Response {
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests; retry later.",
+        request_id,
+    );
+    let secs = ceil_secs(retry_after).max(1);
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    set_headers(&mut response, seen);
+    response.extensions_mut().insert(limited);
+    response
+}
+
+fn unavailable(request_id: &str, error: RateLimitError) -> Response {
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "rate_limit_unavailable",
+        "The service is temporarily unavailable; retry later.",
+        request_id,
+    );
+    response.extensions_mut().insert(error);
+    response
+}
+
+/// The project's JSON error response.
+fn error_response(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response {
+    let body = serde_json::json!({ "error": { "code": code, "message": message, "request_id": request_id } });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn set_headers(response: &mut Response, seen: &[(&Rule, Decision)]) {
+    let (policy, state) = header_values(seen);
+    if let (Ok(policy), Ok(state)) = (HeaderValue::from_str(&policy), HeaderValue::from_str(&state))
+    {
+        if !policy.is_empty() {
+            response.headers_mut().insert(RATELIMIT_POLICY, policy);
+            response.headers_mut().insert(RATELIMIT, state);
+        }
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` values for the decisions made for one request.
+pub fn header_values(decisions: &[(&Rule, Decision)]) -> (String, String) {
+    let mut policy = String::new();
+    let mut state = String::new();
+    for (rule, decision) in decisions {
+        for qs in &decision.quotas {
+            let sep = if policy.is_empty() { "" } else { ", " };
+            let name = sf_string(&format!("{}:{}", rule.name, qs.quota));
+            let _ = write!(policy, "{sep}{name};q={};w={}", qs.quota.limit, qs.quota.window_secs());
+            let _ = write!(state, "{sep}{name};r={};t={}", qs.remaining, ceil_secs(qs.reset));
+        }
+    }
+    (policy, state)
+}
+
+/// A structured-field string: quoted, `"` and `\` escaped, anything else outside printable
+/// ASCII replaced by `_`.
+fn sf_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

@@ -1,0 +1,177 @@
+use super::*;
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+fn raw(pairs: &[(&str, &str)]) -> RawValues {
+    let mut r = RawValues::default();
+    r.apply_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    r
+}
+
+fn prod(extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut pairs = vec![
+        ("RAMPART_ENV", "production"),
+        ("RAMPART_SECRET_KEY", KEY),
+        ("RAMPART_PUBLIC_ORIGIN", "https://auth.example.com"),
+    ];
+    for (k, v) in extra {
+        pairs.retain(|(pk, _)| pk != k);
+        pairs.push((k, v));
+    }
+    pairs.retain(|(_, v)| !v.is_empty());
+    Config::from_raw(&raw(&pairs))
+}
+
+#[test]
+fn development_defaults_need_nothing() {
+    let c = Config::from_raw(&RawValues::default()).unwrap();
+    assert_eq!(c.env, Env::Development);
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.public_origin.to_origin_string(), "http://127.0.0.1:8080");
+    assert_eq!(c.database_url.expose_secret(), "sqlite://./rampart-data/rampart.db");
+    assert_eq!(c.session_store(), SessionStoreKind::Memory);
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(1800));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(43_200));
+    assert_eq!(c.log_format, LogFormat::Pretty);
+    assert_eq!(c.rate_limit, vec!["200/60s", "50/10s"]);
+}
+
+#[test]
+fn a_valid_production_configuration_loads() {
+    let c = prod(&[]).unwrap();
+    assert_eq!(c.env, Env::Production);
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert!(c.public_origin.is_https());
+}
+
+#[test]
+fn production_refuses_each_unsafe_setting_and_names_it() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("RAMPART_SECRET_KEY", "")], "RAMPART_SECRET_KEY"),
+        (&[("RAMPART_SECRET_KEY", "0011223344")], "RAMPART_SECRET_KEY"),
+        (
+            &[("RAMPART_SECRET_KEY", "changeme-changeme-changeme-changeme-changeme")],
+            "RAMPART_SECRET_KEY",
+        ),
+        (&[("RAMPART_SECRET_KEY", &"0".repeat(64))], "RAMPART_SECRET_KEY"),
+        (&[("RAMPART_PUBLIC_ORIGIN", "http://auth.example.com")], "RAMPART_PUBLIC_ORIGIN"),
+        (&[("RAMPART_PUBLIC_ORIGIN", "")], "RAMPART_PUBLIC_ORIGIN"),
+        (&[("RAMPART_INSECURE_DISABLE_CSRF", "true")], "RAMPART_INSECURE_DISABLE_CSRF"),
+        (&[("RAMPART_INSECURE_DISABLE_RATE_LIMIT", "1")], "RAMPART_INSECURE_DISABLE_RATE_LIMIT"),
+        (&[("RAMPART_SESION_STORE", "redis")], "RAMPART_SESION_STORE"),
+        (&[("RAMPART_ARGON2_MEMORY_KIB", "4096")], "RAMPART_ARGON2_MEMORY_KIB"),
+    ];
+    for (extra, setting) in cases {
+        let err = prod(extra).unwrap_err();
+        assert_eq!(err.setting, *setting, "{extra:?}: {err}");
+        assert!(err.to_string().starts_with(setting));
+    }
+}
+
+#[test]
+fn development_warns_instead_of_refusing() {
+    let c = Config::from_raw(&raw(&[
+        ("RAMPART_SESION_STORE", "x"),
+        ("RAMPART_INSECURE_DISABLE_CSRF", "true"),
+    ]))
+    .unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("RAMPART_SESION_STORE")), "{:?}", c.warnings);
+    assert!(c.warnings.iter().any(|w| w.contains("RAMPART_INSECURE_DISABLE_CSRF")));
+    assert!(c.insecure.disable_csrf);
+}
+
+#[test]
+fn invalid_values_name_their_setting() {
+    let cases = [
+        ("RAMPART_LISTEN", "nope"),
+        ("RAMPART_SESSION_IDLE_TIMEOUT", "5 minutes"),
+        ("RAMPART_SESSION_IDLE_TIMEOUT", "0s"),
+        ("RAMPART_DATABASE_URL", "mysql://x"),
+        ("RAMPART_REDIS_URL", "http://x"),
+        ("RAMPART_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("RAMPART_RATE_LIMIT", "lots"),
+        ("RAMPART_PASSWORD_MIN_LENGTH", "6"),
+        ("RAMPART_SESSION_STORE", "redis"),
+        ("RAMPART_PUBLIC_ORIGIN", "https://x.example/path"),
+        ("RAMPART_PUBLIC_ORIGIN", "https://user@x.example"),
+        ("RAMPART_ENV", "staging"),
+    ];
+    for (k, v) in cases {
+        let err = Config::from_raw(&raw(&[(k, v)])).unwrap_err();
+        assert_eq!(err.setting, k, "{k}={v}: {err}");
+    }
+}
+
+#[test]
+fn durations_and_cookie_max_age_are_checked() {
+    let c = Config::from_raw(&raw(&[
+        ("RAMPART_SESSION_IDLE_TIMEOUT", "2s"),
+        ("RAMPART_SESSION_ABSOLUTE_TIMEOUT", "7d"),
+    ]))
+    .unwrap();
+    assert_eq!(c.session.idle_timeout, Duration::from_secs(2));
+    assert_eq!(c.session.absolute_timeout, Duration::from_secs(7 * 86_400));
+    let err = Config::from_raw(&raw(&[
+        ("RAMPART_SESSION_ABSOLUTE_TIMEOUT", "1h"),
+        ("RAMPART_SESSION_COOKIE_MAX_AGE", "2h"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.setting, "RAMPART_SESSION_COOKIE_MAX_AGE");
+}
+
+#[test]
+fn describe_redacts_every_secret() {
+    let mut r = raw(&[
+        ("RAMPART_SECRET_KEY", KEY),
+        (
+            "RAMPART_PREVIOUS_SECRET_KEYS",
+            "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100",
+        ),
+        ("RAMPART_DATABASE_URL", "postgres://app:s3cr3t-pw@db:5432/rampart"),
+        ("RAMPART_REDIS_URL", "redis://default:r3dis-pw@127.0.0.1:6379/0"),
+        ("RAMPART_REDIS_PASSWORD", "another-pw"),
+    ]);
+    r.apply_flag("listen", Some("127.0.0.1:9999".into()));
+    let c = Config::from_raw(&r).unwrap();
+    let out = c.describe(Some(&r)).join("\n");
+    for secret in [KEY, "ffeeddcc", "s3cr3t-pw", "r3dis-pw", "another-pw"] {
+        assert!(!out.contains(secret), "{secret} leaked:\n{out}");
+    }
+    assert!(out.contains("listen = 127.0.0.1:9999  (flag; RAMPART_LISTEN)"), "{out}");
+    assert!(out.contains("postgres://app:[redacted]@db:5432/rampart"));
+    let dbg = format!("{c:?}");
+    for secret in [KEY, "s3cr3t-pw", "r3dis-pw", "another-pw"] {
+        assert!(!dbg.contains(secret), "{secret} leaked in Debug");
+    }
+}
+
+#[test]
+fn rate_limit_rules_come_from_toml_and_bad_rules_name_the_section() {
+    let mut r = RawValues::default();
+    let toml = r#"
+[[rate_limit_rules.rule]]
+name = "login"
+methods = ["POST"]
+path_prefix = "/api/auth/login"
+key = "client-ip"
+quotas = ["10/60s", "3/5s"]
+
+[[rate_limit_rules.rule]]
+name = "per-route"
+key = { route-and = "user-id" }
+quotas = ["100/1m"]
+"#;
+    r.apply_toml(toml, std::path::Path::new("r.toml")).unwrap();
+    let c = Config::from_raw(&r).unwrap();
+    assert_eq!(c.rate_limit_rules.len(), 2);
+    assert_eq!(c.rate_limit_rules[0].name, "login");
+    assert_eq!(c.rate_limit_rules[0].quotas.len(), 2);
+
+    let mut bad = RawValues::default();
+    bad.apply_toml(
+        "[[rate_limit_rules.rule]]\nname = \"x\"\nquotas = [\"lots\"]\n",
+        std::path::Path::new("r.toml"),
+    )
+    .unwrap();
+    assert_eq!(Config::from_raw(&bad).unwrap_err().setting, "rate_limit_rules");
+}

@@ -1,0 +1,250 @@
+//! `GET /auth/verify`: forward authentication for reverse proxies (nginx `auth_request`, Caddy
+//! `forward_auth`, Traefik `ForwardAuth`).
+//!
+//! The proxy sends the browser's headers (cookie or `Authorization`) along with the original
+//! request's method, host and URI. The auth middleware has already authenticated the cookie or
+//! API key; this handler evaluates the [access rules](super::rules) against the original request
+//! and answers:
+//!
+//! | outcome | status | headers |
+//! |---|---|---|
+//! | allowed | 200, empty body | identity headers ([`super::identity`]) when logged in |
+//! | not logged in | 401 `unauthenticated` (302 with `?redirect=1` for browser page loads) | `Location: /login?return_to=<original URI>` |
+//! | forbidden | 403 `forbidden`, audited as `access_denied` | |
+//! | session store down | 503 `session_store_unavailable` | |
+//!
+//! The original request is read from `X-Forwarded-Method`, `X-Forwarded-Uri` (else
+//! `X-Original-URI`) and `X-Forwarded-Host`.
+//!
+//! # Security considerations
+//! - Those headers are believed **only from `RAMPART_TRUSTED_PROXIES`**; from anyone else the
+//!   request's own method, `Host` and URI are used (`/auth/verify` itself, which no public rule
+//!   should cover), so a client calling Rampart directly cannot ask about a public path and
+//!   reuse the answer.
+//! - The answer is for one request: it is never cached (`Cache-Control: no-store`), and the
+//!   assertion in it lives 60 seconds.
+//! - The redirect target is the original URI only when it passes
+//!   [`safe_return_to`], and is always relative, so the
+//!   browser stays on the origin it asked for. Rampart's login page must therefore be reachable
+//!   on the same origin as the app (the proxy routes `/login` and `/api/` to Rampart): the
+//!   session cookie is host-only.
+//! - A session store outage answers 503 (never "allowed"), except on `public` rules.
+//! - `X-Forwarded-Proto` is not needed: redirects are relative.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rampart_audit::{EventKind, NewEvent, Outcome};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::identity::identity_headers;
+use super::rules::{normalize_path, AccessRules, Decision};
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::{store_unavailable, Auth};
+use crate::error::ApiError;
+use crate::pages::return_to::{encode_query_value, safe_return_to};
+use crate::state::AppState;
+
+/// The forward-auth path.
+pub const VERIFY_PATH: &str = "/auth/verify";
+
+/// The route.
+pub fn routes() -> Router<AppState> {
+    Router::new().route(VERIFY_PATH, get(verify))
+}
+
+/// The request the proxy is asking about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    /// Method.
+    pub method: Method,
+    /// Host (as sent; the rules normalise it).
+    pub host: String,
+    /// Path and query.
+    pub uri: String,
+}
+
+fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let v = headers.get(name)?.to_str().ok()?;
+    let first = v.split(',').next()?.trim();
+    (!first.is_empty()).then(|| first.to_owned())
+}
+
+/// The original request: from the forwarding headers when `trusted`, else the request's own.
+pub fn original_request(
+    trusted: bool,
+    headers: &HeaderMap,
+    own_method: &Method,
+    own_uri: &axum::http::Uri,
+) -> OriginalRequest {
+    let own_host = || {
+        headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| own_uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default()
+    };
+    let own_path = || own_uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.to_string());
+    if !trusted {
+        return OriginalRequest { method: own_method.clone(), host: own_host(), uri: own_path() };
+    }
+    let method = headers
+        .get("x-forwarded-method")
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        .unwrap_or_else(|| own_method.clone());
+    let uri = headers
+        .get("x-forwarded-uri")
+        .or_else(|| headers.get("x-original-uri"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .map_or_else(own_path, str::to_owned);
+    let host = first_value(headers, "x-forwarded-host").unwrap_or_else(own_host);
+    OriginalRequest { method, host, uri }
+}
+
+#[derive(Deserialize, Default)]
+struct VerifyQuery {
+    redirect: Option<String>,
+}
+
+/// The login page URL for an original URI: `/login?return_to=…` when the URI is a safe target.
+pub fn login_location(original_uri: &str) -> String {
+    match safe_return_to(original_uri) {
+        Some(t) if t != "/" => format!("/login?return_to={}", encode_query_value(&t)),
+        _ => "/login".to_owned(),
+    }
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    query: Result<Query<VerifyQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let trusted = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|c| state.config.trusted_proxies.contains(c.0.ip()));
+    let original = original_request(trusted, req.headers(), req.method(), req.uri());
+    let auth = req.extensions().get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
+    let rules = AccessRules::from_config(&state.config);
+    let user = auth.user();
+    let decision = rules.decide(&original.host, &original.uri, &original.method, user);
+    let mut res = match decision {
+        Decision::Allow => {
+            let mut res = StatusCode::OK.into_response();
+            if let Some(u) = user {
+                res.headers_mut().extend(identity_headers(&state, u));
+            }
+            res
+        }
+        _ if matches!(auth, Auth::Unavailable) => store_unavailable().into_response(),
+        Decision::Unauthenticated => {
+            let location = login_location(&original.uri);
+            let redirect = query.is_ok_and(|q| q.0.redirect.as_deref() == Some("1"))
+                && matches!(original.method, Method::GET | Method::HEAD)
+                && wants_html(req.headers());
+            let mut res = if redirect {
+                StatusCode::FOUND.into_response()
+            } else {
+                ApiError::unauthenticated().into_response()
+            };
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                res.headers_mut().insert(header::LOCATION, v);
+            }
+            res
+        }
+        Decision::Forbidden { rule } => {
+            let path = normalize_path(&original.uri)
+                .map_or_else(|| "(unreadable)".to_owned(), |p| crate::http::loggable_path(&p));
+            let host = crate::http::loggable_path(&original.host);
+            let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied).with(json!({
+                "via": "forward_auth",
+                "rule": rule,
+                "host": host,
+                "path": path,
+                "method": original.method.as_str(),
+            }));
+            let who = match user {
+                Some(u) => {
+                    ev = ev.by(u);
+                    u.user_id.clone()
+                }
+                None => meta.ip.to_string(),
+            };
+            let key = format!("deny|{who}|{rule}|{path}");
+            state.audit_bounded_key(&meta, &key, ev).await;
+            ApiError::forbidden().into_response()
+        }
+    };
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarding_headers_count_only_from_trusted_peers() {
+        let h = headers(&[
+            ("host", "rampart.internal:8080"),
+            ("x-forwarded-method", "POST"),
+            ("x-forwarded-uri", "/public/x?y=1"),
+            ("x-forwarded-host", "app.example.com, evil.example"),
+        ]);
+        let uri: axum::http::Uri = "/auth/verify?redirect=1".parse().unwrap();
+        let own = original_request(false, &h, &Method::GET, &uri);
+        assert_eq!(
+            own,
+            OriginalRequest {
+                method: Method::GET,
+                host: "rampart.internal:8080".into(),
+                uri: "/auth/verify?redirect=1".into()
+            }
+        );
+        let fwd = original_request(true, &h, &Method::GET, &uri);
+        assert_eq!(
+            fwd,
+            OriginalRequest {
+                method: Method::POST,
+                host: "app.example.com".into(),
+                uri: "/public/x?y=1".into()
+            }
+        );
+        let h = headers(&[("host", "h"), ("x-original-uri", "/o")]);
+        assert_eq!(original_request(true, &h, &Method::GET, &uri).uri, "/o");
+    }
+
+    #[test]
+    fn login_location_keeps_only_safe_targets() {
+        assert_eq!(login_location("/app/x?a=1&b=2"), "/login?return_to=%2Fapp%2Fx%3Fa%3D1%26b%3D2");
+        assert_eq!(login_location("//evil.example/"), "/login");
+        assert_eq!(login_location("/"), "/login");
+    }
+}

@@ -1,0 +1,491 @@
+//! The reverse proxy: with `RAMPART_UPSTREAM` set, every path that is not Rampart's own
+//! ([`OWN_PATHS`]) goes to the upstream app after authentication and the access rules.
+//!
+//! For each proxied request, in order: the session or API key is authenticated (the server's
+//! auth middleware), the access rules decide ([`AccessRules::decide`]) — an anonymous browser
+//! navigation (GET or HEAD accepting `text/html`) is sent to
+//! `/login?return_to=<path and query>` with 303, any other anonymous call gets 401
+//! `unauthenticated`, a refused caller 403 `forbidden` (audited as `access_denied`) — then the
+//! request is rewritten and streamed to the upstream, and the answer streamed back.
+//!
+//! # Security considerations
+//! - **Nothing identity-like crosses from the client.** Identity headers are removed in every
+//!   spelling and case (`Remote-User`, `remote_user`, `X-Forwarded-User`, the assertion, …) by
+//!   [`strip_identity_headers`](crate::gateway::strip_identity_headers) before Rampart adds its
+//!   own for an authenticated caller. Forwarding headers (`X-Forwarded-*`, `Forwarded`,
+//!   `X-Real-IP`, …) and path or method override headers (`X-Original-URL`,
+//!   `X-HTTP-Method-Override`, …) are removed too, so a client can neither claim an address nor
+//!   make the upstream route the request differently from what the rules saw.
+//! - **Forwarding headers are Rampart's.** `X-Forwarded-For` is the peer alone for an untrusted
+//!   peer; behind `RAMPART_TRUSTED_PROXIES` it is the part of the chain trusted proxies vouch
+//!   for (up to and including the resolved client) followed by the peer.
+//!   `X-Forwarded-Proto` and `X-Forwarded-Host` come from the public origin, never the request.
+//! - **One host for the rules.** The rules are asked about the public origin's host — the one
+//!   host the upstream is told about — not the request's `Host`, so a client cannot pick a
+//!   host that dodges a host-specific rule. The upstream sees its own address as `Host`.
+//! - **Rampart's credentials stay in Rampart.** Its cookies (`rampart_*`, `__Host-rampart_*`)
+//!   are cut out of `Cookie`, other cookies pass; `Authorization` is dropped when it carried a
+//!   Rampart API key. The upstream may not set or clear Rampart cookies: such `Set-Cookie`
+//!   lines are removed from its answers.
+//! - **Hop-by-hop headers** (`Connection` and every header it names, `Keep-Alive`, `TE`,
+//!   `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are removed both ways; `Upgrade`
+//!   survives only in a WebSocket handshake.
+//! - **CSRF.** The global CSRF layer needs Rampart's session-bound token, which an upstream app
+//!   cannot know. For proxied paths [`csrf`] takes its place: it removes the
+//!   [`CsrfContext`] (so the global layer lets the request pass) and, for a request
+//!   authenticated by the session cookie with an unsafe method, applies the origin half of the
+//!   same policy — Fetch Metadata, then `Origin`, then `Referer`, none of them means refusal —
+//!   unless the matching access rule says `csrf = false`. Refusals are the same 403
+//!   `csrf_rejected`, audited by the auth middleware.
+//! - **WebSockets** pass only when `Origin` is the public origin or a trusted origin
+//!   (cross-site WebSocket hijacking rides on cookies and is not covered by CSRF checks).
+//!   Established sockets are spliced byte for byte and are not bounded by timeouts; they end
+//!   when either side closes.
+//! - **Limits.** The upstream has `RAMPART_UPSTREAM_TIMEOUT` (30 s) for connecting and sending
+//!   its response head (504 `upstream_timeout`), connection failures are 502
+//!   `upstream_unavailable`, and request bodies stream under `RAMPART_PROXY_BODY_LIMIT`
+//!   (10 MiB, 413 `payload_too_large`) instead of the small JSON limit of Rampart's own routes
+//!   ([`body_limit`]). The request timeout of the server still bounds the time to the response
+//!   head, upload included. Response bodies are not time-bounded once they started.
+//! - The security-header layer adds its headers to upstream answers only where absent, so an
+//!   upstream's own `Content-Security-Policy` is kept (and an upstream can weaken headers).
+
+mod headers;
+mod upgrade;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::header::{HeaderValue, CACHE_CONTROL, EXPECT, HOST, LOCATION};
+use http::{StatusCode, Uri, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rampart_audit::{EventKind, NewEvent, Outcome};
+use rampart_core::ClientIp;
+use rampart_protect::csrf::{CsrfConfig, CsrfContext, CsrfPolicy};
+use rampart_protect::input::PayloadTooLarge;
+use rampart_protect::BodyLimitLayer;
+use serde_json::json;
+use tokio_rustls::rustls;
+use tower::{Layer, ServiceExt};
+
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::{Auth, AuthenticatedUser};
+use crate::config::proxy::Upstream;
+use crate::config::Config;
+use crate::error::{ApiError, ErrorChain};
+use crate::gateway::rules::{AccessRules, Decision};
+use crate::http::request_id::current_request_id;
+use crate::startup::StartupError;
+use crate::state::AppState;
+
+/// Rampart's own paths (whole segments: `/api` covers `/api/x`): answered by Rampart, 404 when
+/// no route matches, never proxied.
+pub const OWN_PATHS: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/api",
+    "/auth",
+    "/login",
+    "/logout",
+    "/account",
+    "/.well-known",
+    "/metrics",
+];
+
+/// Whether `path` is one of Rampart's own.
+pub fn is_own_path(path: &str) -> bool {
+    OWN_PATHS
+        .iter()
+        .any(|p| path.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with('/')))
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// The proxy to the configured upstream. Built once per application.
+#[derive(Debug)]
+pub struct Proxy {
+    upstream: Upstream,
+    client: HttpClient,
+    timeout: Duration,
+    body_limit: usize,
+    rules: AccessRules,
+    public_host: String,
+    forwarded_proto: HeaderValue,
+    forwarded_host: HeaderValue,
+    websocket_origins: Vec<rampart_protect::Origin>,
+}
+
+impl Proxy {
+    /// The proxy of `config`, `None` when no upstream is configured.
+    ///
+    /// # Errors
+    /// A [`StartupError`] naming `RAMPART_UPSTREAM_CA_FILE` when the CA file cannot be read or
+    /// holds no certificate.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, StartupError> {
+        let Some(upstream) = config.proxy.upstream.clone() else { return Ok(None) };
+        let origin = &config.public_origin;
+        let default_port = if origin.is_https() { 443 } else { 80 };
+        let host = if origin.port == default_port {
+            origin.host.clone()
+        } else {
+            format!("{}:{}", origin.host, origin.port)
+        };
+        let header = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| StartupError::new("RAMPART_PUBLIC_ORIGIN", "not a valid header value"))
+        };
+        let mut websocket_origins = vec![config.csrf.public_origin.clone()];
+        websocket_origins.extend(config.csrf.trusted.iter().cloned());
+        Ok(Some(Self {
+            client: build_client(config)?,
+            timeout: config.proxy.timeout,
+            body_limit: config.proxy.body_limit,
+            rules: AccessRules::from_config(config),
+            public_host: origin.host.clone(),
+            forwarded_proto: header(&origin.scheme)?,
+            forwarded_host: header(&host)?,
+            websocket_origins,
+            upstream,
+        }))
+    }
+
+    /// Handles one request that no Rampart route matched.
+    pub async fn handle(&self, state: &AppState, mut req: Request) -> Response {
+        if is_own_path(req.uri().path()) {
+            return ApiError::not_found().into_response();
+        }
+        let auth = req.extensions().get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
+        if matches!(auth, Auth::Unavailable) {
+            return crate::auth::store_unavailable().into_response();
+        }
+        match self.rules.decide(&self.public_host, req.uri().path(), req.method(), auth.user()) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return unauthenticated(&req),
+            Decision::Forbidden { rule } => {
+                let denial = Denial {
+                    meta: RequestMeta::from_request(&req),
+                    path: crate::http::loggable_path(req.uri().path()),
+                    method: req.method().to_string(),
+                    rule,
+                };
+                return forbidden(state, denial, auth.user()).await;
+            }
+        }
+        let websocket = headers::is_websocket_upgrade(req.headers());
+        if websocket && !upgrade::origin_allowed(req.headers(), &self.websocket_origins) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_rejected",
+                "this origin may not open a WebSocket here",
+            )
+            .into_response();
+        }
+        let client_upgrade =
+            if websocket { req.extensions_mut().remove::<OnUpgrade>() } else { None };
+        let outbound = match self.outbound(state, req, &auth, websocket) {
+            Ok(r) => r,
+            Err(e) => return e.into_response(),
+        };
+        let answer = match tokio::time::timeout(self.timeout, self.client.request(outbound)).await {
+            Err(_) => {
+                tracing::warn!(upstream = %self.upstream.to_url(), "the upstream did not answer in time");
+                return ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream application did not answer in time",
+                )
+                .into_response();
+            }
+            Ok(Err(e)) => return self.failure(&e),
+            Ok(Ok(res)) => res,
+        };
+        let mut res =
+            if websocket { upgrade::splice(client_upgrade, answer) } else { answer.map(Body::new) };
+        let switching = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        headers::remove_hop_by_hop(res.headers_mut(), switching);
+        headers::strip_rampart_set_cookies(res.headers_mut());
+        res
+    }
+
+    /// The request to send upstream: the upstream's address with the original path and query,
+    /// rewritten headers, the body streamed as it arrives.
+    fn outbound(
+        &self,
+        state: &AppState,
+        req: Request,
+        auth: &Auth,
+        websocket: bool,
+    ) -> Result<http::Request<Body>, ApiError> {
+        let (parts, body) = req.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = Uri::builder()
+            .scheme(self.upstream.scheme.clone())
+            .authority(self.upstream.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| ApiError::invalid_request("invalid request target"))?;
+        let peer = peer_ip(&parts.extensions);
+        let xff: Vec<&str> = parts
+            .headers
+            .get_all(&headers::X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded_for = headers::forwarded_for(&state.config.trusted_proxies, peer, &xff);
+        let mut h = parts.headers;
+        headers::remove_hop_by_hop(&mut h, websocket);
+        crate::gateway::strip_identity_headers(&mut h);
+        headers::strip_forwarding(&mut h);
+        headers::strip_rampart_cookies(&mut h);
+        headers::strip_api_key(&mut h, matches!(auth, Auth::ApiKey(_)));
+        h.remove(HOST);
+        h.remove(EXPECT);
+        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+            h.insert(headers::X_FORWARDED_FOR.clone(), v);
+        }
+        h.insert(headers::X_FORWARDED_PROTO.clone(), self.forwarded_proto.clone());
+        h.insert(headers::X_FORWARDED_HOST.clone(), self.forwarded_host.clone());
+        if let Some(user) = auth.user() {
+            h.extend(crate::gateway::identity::identity_headers(state, user));
+        }
+        let mut out = http::Request::new(body);
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = h;
+        Ok(out)
+    }
+
+    /// 413 when the body outgrew the limit while streaming, else 502.
+    fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
+        if rampart_protect::input::is_length_limit_error(e) {
+            return PayloadTooLarge { limit: self.body_limit }.to_response(&current_request_id());
+        }
+        tracing::warn!(upstream = %self.upstream.to_url(), error = %ErrorChain(e), "the upstream is unavailable");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the upstream application is unavailable",
+        )
+        .into_response()
+    }
+}
+
+fn peer_ip(ext: &http::Extensions) -> IpAddr {
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| ext.get::<ClientIp>().map(|c| c.0))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+/// 303 to the login page for a browser navigation, 401 for anything else.
+fn unauthenticated(req: &Request) -> Response {
+    if !headers::is_navigation(req.method(), req.headers()) {
+        return ApiError::unauthenticated().into_response();
+    }
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = HeaderValue::try_from(headers::login_location(target))
+        .unwrap_or(HeaderValue::from_static("/login"));
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    res.headers_mut().insert(LOCATION, location);
+    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// What an `access_denied` event records.
+struct Denial {
+    meta: RequestMeta,
+    path: String,
+    method: String,
+    rule: String,
+}
+
+/// 403, audited as `access_denied` (at most once a minute per caller, rule and path).
+async fn forbidden(state: &AppState, d: Denial, user: Option<&AuthenticatedUser>) -> Response {
+    let Denial { meta, path, method, rule } = d;
+    let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied).with(json!({
+        "path": path,
+        "method": method,
+        "rule": rule,
+        "via": "proxy",
+    }));
+    let who = match user {
+        Some(u) => {
+            ev = ev.by(u);
+            u.user_id.clone()
+        }
+        None => meta.ip.to_string(),
+    };
+    state.audit_bounded_key(&meta, &format!("denied|{who}|{rule}|{path}"), ev).await;
+    ApiError::forbidden().into_response()
+}
+
+fn build_client(config: &Config) -> Result<HttpClient, StartupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = match &config.proxy.ca_file {
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| StartupError::new("RAMPART_UPSTREAM", e.to_string()))?,
+        Some(path) => {
+            let roots = crate::tls::load_roots(path)
+                .map_err(|m| StartupError::new("RAMPART_UPSTREAM_CA_FILE", m))?;
+            let tls = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| StartupError::new("RAMPART_UPSTREAM_CA_FILE", e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls)
+        }
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(config.proxy.timeout));
+    // HTTP/1.1 only: WebSocket upgrades need it, and it is what upstream apps speak.
+    let connector = tls.https_or_http().enable_http1().wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
+/// Makes the proxy the router's fallback when an upstream is configured. With a CA file that
+/// cannot be loaded (startup refuses that before getting here) proxied paths answer 502.
+pub fn install(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    match Proxy::from_config(&state.config) {
+        Ok(None) => router,
+        Ok(Some(proxy)) => {
+            let proxy = Arc::new(proxy);
+            router.fallback(move |State(state): State<AppState>, req: Request| {
+                let proxy = Arc::clone(&proxy);
+                async move { proxy.handle(&state, req).await }
+            })
+        }
+        Err(e) => {
+            tracing::error!("the proxy is off: {e}");
+            router.fallback(|req: Request| async move {
+                if is_own_path(req.uri().path()) {
+                    return ApiError::not_found();
+                }
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the upstream application is unavailable",
+                )
+            })
+        }
+    }
+}
+
+/// The request body limits: the JSON limit for Rampart's own routes, the proxy limit for
+/// proxied paths.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    own: BodyLimitLayer,
+    proxied: Option<BodyLimitLayer>,
+}
+
+impl BodyLimits {
+    /// `own` for Rampart's routes; `RAMPART_PROXY_BODY_LIMIT` for proxied paths when an
+    /// upstream is configured.
+    pub fn new(own: BodyLimitLayer, config: &Config) -> Self {
+        let proxied =
+            config.proxy.upstream.as_ref().map(|_| BodyLimitLayer::new(config.proxy.body_limit));
+        Self { own, proxied }
+    }
+}
+
+/// Middleware applying [`BodyLimits`] by path. Bodies still stream: the limit counts bytes as
+/// they pass.
+pub async fn body_limit(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let layer = match limits.proxied {
+        Some(proxied) if !is_own_path(req.uri().path()) => proxied,
+        _ => limits.own,
+    };
+    match layer.layer(next).oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    }
+}
+
+/// The proxy's CSRF check (see the [module docs](self)); `None` inside when there is no
+/// upstream or CSRF protection is off.
+#[derive(Debug, Clone)]
+pub struct ProxyCsrf(Option<Arc<CsrfGuard>>);
+
+#[derive(Debug)]
+struct CsrfGuard {
+    rules: AccessRules,
+    policy: CsrfPolicy,
+    public_host: String,
+}
+
+impl ProxyCsrf {
+    /// From the configuration: the same origins, same-site switch and exempt prefixes as the
+    /// global CSRF layer.
+    pub fn from_config(config: &Config) -> Self {
+        if config.proxy.upstream.is_none() || config.insecure.disable_csrf {
+            return Self(None);
+        }
+        // Every proxied path is checked by origin alone: the upstream cannot know the token.
+        let mut cfg =
+            CsrfConfig::new(config.csrf.public_origin.clone()).with_origin_only_prefix("/");
+        for o in &config.csrf.trusted {
+            cfg = cfg.with_trusted_origin(o.clone());
+        }
+        for p in &config.csrf.exempt_prefixes {
+            cfg = cfg.insecure_exempt_prefix(p.clone());
+        }
+        if config.csrf.allow_same_site {
+            cfg = cfg.insecure_allow_same_site();
+        }
+        Self(Some(Arc::new(CsrfGuard {
+            rules: AccessRules::from_config(config),
+            policy: CsrfPolicy::new(cfg),
+            public_host: config.public_origin.host.clone(),
+        })))
+    }
+}
+
+/// Middleware between authentication and the global CSRF layer, for proxied paths only.
+pub async fn csrf(State(guard): State<ProxyCsrf>, mut req: Request, next: Next) -> Response {
+    let Some(g) = guard.0.as_deref() else { return next.run(req).await };
+    if is_own_path(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let context = req.extensions_mut().remove::<CsrfContext>();
+    let by_cookie = context.is_some_and(|c| c.expected_token.is_some());
+    if by_cookie && g.rules.csrf_applies(&g.public_host, req.uri().path(), req.method()) {
+        if let Err(rejection) =
+            g.policy.decide(req.method(), req.uri().path(), req.headers(), None, None)
+        {
+            return rejection.to_response(&current_request_id());
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_paths_match_whole_segments() {
+        for own in ["/api", "/api/auth/me", "/login", "/login/totp", "/.well-known/x", "/metrics"] {
+            assert!(is_own_path(own), "{own}");
+        }
+        for proxied in ["/", "/apix", "/app/api", "/loginx", "/metrics.html", "//api/x"] {
+            assert!(!is_own_path(proxied), "{proxied}");
+        }
+    }
+}

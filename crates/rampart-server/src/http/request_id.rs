@@ -1,0 +1,93 @@
+//! Request ids, client IP resolution and the access log, as the outermost middleware.
+//!
+//! Every response carries `x-request-id`. An inbound id is kept only when the peer is a trusted
+//! proxy and the id is short and plain; otherwise a fresh one is generated. The id is available
+//! to handlers as [`RequestId`] and to error bodies through a task-local.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use rampart_core::ClientIp;
+
+use crate::error::RequestId;
+use crate::state::AppState;
+
+/// The request-id header.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, or an empty string outside a request.
+pub fn current_request_id() -> String {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+fn acceptable_inbound(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then(|| s.to_owned())
+}
+
+/// Resolves the client address from the socket peer and trusted forwarding headers.
+pub fn client_ip_of(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> ClientIp {
+    let xff: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let fwd: Vec<&str> =
+        headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()).collect();
+    state.config.trusted_proxies.resolve(peer.ip(), &xff, &fwd)
+}
+
+/// The middleware.
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)), |c| c.0);
+    let trusted_peer = state.config.trusted_proxies.contains(peer.ip());
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .filter(|_| trusted_peer)
+        .and_then(acceptable_inbound)
+        .unwrap_or_else(|| rampart_core::token::random_id(16));
+    let client_ip = client_ip_of(&state, peer, req.headers());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(client_ip);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+
+    let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req)).await;
+
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    let status = res.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "rampart::access",
+        %method,
+        path = %crate::http::loggable_path(&path),
+        status,
+        latency_ms,
+        request_id = %id,
+        client_ip = %client_ip,
+        "request"
+    );
+    res
+}

@@ -1,0 +1,238 @@
+//! `/api/admin/*`: user administration. Every route here (and every unknown path under it) is
+//! behind [`crate::auth::require_admin`]: deny by default.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use rampart_audit::{EventKind, Outcome};
+use rampart_core::SecretString;
+use rampart_store_sql::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::accounts::{create_user, CreateUser};
+use rampart_audit::NewEvent;
+
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult};
+use crate::http::input::ApiJson;
+use crate::routes::auth::{session_error, sessions_json};
+use crate::state::AppState;
+
+/// The admin routes, with the admin check around all of them.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users).post(add_user))
+        .route("/users/{id}", axum::routing::patch(update_user).delete(delete_user))
+        .route("/users/{id}/sessions", get(user_sessions).delete(revoke_user_sessions))
+        .merge(crate::routes::audit::admin_routes())
+        .fallback(|| async { ApiError::not_found() })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_admin))
+}
+
+async fn list_users(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let users = state.db.list_users().await.map_err(|e| crate::error::store_error(&e))?;
+    Ok(Json(json!({"users": users})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    email: String,
+    password: SecretString,
+    role: Role,
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let user = create_user(
+        &state.db,
+        &state.hasher,
+        &state.password_policy,
+        state.clock.now(),
+        CreateUser {
+            email: &body.email,
+            password: &body.password,
+            role: body.role,
+            first_user: false,
+        },
+    )
+    .await?
+    .ok_or_else(ApiError::internal)?;
+    state
+        .audit_required(
+            &meta,
+            NewEvent::new(EventKind::UserCreated, Outcome::Success)
+                .by(&admin)
+                .resource("user", &user.id)
+                .with(json!({"role": user.role.as_str()})),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"user": user}))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    role: Option<Role>,
+    disabled: Option<bool>,
+}
+
+fn last_admin() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "last_admin",
+        "the last active admin cannot be demoted, disabled or deleted",
+    )
+}
+
+/// Refuses a change that would leave no active admin.
+async fn guard_last_admin(
+    state: &AppState,
+    target: &rampart_store_sql::User,
+    removes_admin: bool,
+) -> ApiResult<()> {
+    if removes_admin && target.role == Role::Admin && !target.disabled {
+        let admins =
+            state.db.count_active_admins().await.map_err(|e| crate::error::store_error(&e))?;
+        if admins <= 1 {
+            return Err(last_admin());
+        }
+    }
+    Ok(())
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult<Json<Value>> {
+    let target = state
+        .db
+        .user_by_id(&id)
+        .await
+        .map_err(|e| crate::error::store_error(&e))?
+        .ok_or_else(ApiError::not_found)?
+        .user;
+    let role_changes = patch.role.is_some_and(|r| r != target.role);
+    let disabled_changes = patch.disabled.is_some_and(|d| d != target.disabled);
+    guard_last_admin(
+        &state,
+        &target,
+        patch.role == Some(Role::User) || patch.disabled == Some(true),
+    )
+    .await?;
+    let updated = state
+        .db
+        .update_user(&id, patch.role, patch.disabled, state.clock.now())
+        .await
+        .map_err(|e| crate::error::store_error(&e))?
+        .ok_or_else(ApiError::not_found)?;
+    if role_changes || disabled_changes {
+        // The role is cached in the user's sessions: end them all at once.
+        let revoked =
+            state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
+        if role_changes {
+            state
+                .audit_required(
+                    &meta,
+                    NewEvent::new(EventKind::UserRoleChanged, Outcome::Success)
+                        .by(&admin)
+                        .resource("user", &id)
+                        .with(json!({"from": target.role.as_str(), "to": updated.role.as_str()})),
+                )
+                .await?;
+        }
+        if disabled_changes {
+            state
+                .audit_required(
+                    &meta,
+                    NewEvent::new(EventKind::UserDisabled, Outcome::Success)
+                        .by(&admin)
+                        .resource("user", &id)
+                        .with(json!({"disabled": updated.disabled})),
+                )
+                .await?;
+        }
+        state
+            .audit_required(
+                &meta,
+                NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
+                    .by(&admin)
+                    .resource("user", &id)
+                    .with(json!({"revoked": revoked, "reason": "account_changed"})),
+            )
+            .await?;
+    }
+    Ok(Json(json!({"user": updated})))
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let target = state
+        .db
+        .user_by_id(&id)
+        .await
+        .map_err(|e| crate::error::store_error(&e))?
+        .ok_or_else(ApiError::not_found)?
+        .user;
+    guard_last_admin(&state, &target, true).await?;
+    state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
+    if !state.db.delete_user(&id).await.map_err(|e| crate::error::store_error(&e))? {
+        return Err(ApiError::not_found());
+    }
+    state
+        .audit_required(
+            &meta,
+            NewEvent::new(EventKind::UserDeleted, Outcome::Success)
+                .by(&admin)
+                .resource("user", &id)
+                .with(json!({"email": target.email})),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn user_sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if state.db.user_by_id(&id).await.map_err(|e| crate::error::store_error(&e))?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(sessions_json(&state, &id, None).await?))
+}
+
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if state.db.user_by_id(&id).await.map_err(|e| crate::error::store_error(&e))?.is_none() {
+        return Err(ApiError::not_found());
+    }
+    let n = state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
+    state
+        .audit_required(
+            &meta,
+            NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
+                .by(&admin)
+                .resource("user", &id)
+                .with(json!({"revoked": n, "reason": "admin"})),
+        )
+        .await?;
+    Ok(Json(json!({"revoked": n})))
+}

@@ -1,0 +1,655 @@
+//! The reverse proxy and native TLS, against a real upstream app started here and the real
+//! `rampart` binary.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{error_code, run, Server, KEY};
+
+const ADMIN: &str = "admin@example.com";
+const ADMIN_PW: &str = "correct horse battery staple";
+const MIB: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The upstream app
+
+#[derive(Clone, Default)]
+struct Upstream {
+    hits: Arc<AtomicUsize>,
+}
+
+/// FNV-1a over a byte stream, to compare what was sent with what arrived.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    let mut f = Fnv::new();
+    f.update(bytes);
+    f.0
+}
+
+/// Echoes the method, target, headers, and the length and digest of the body.
+async fn echo(State(up): State<Upstream>, req: Request<Body>) -> Response {
+    up.hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, mut body) = req.into_parts();
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (k, v) in &parts.headers {
+        headers
+            .entry(k.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into());
+    }
+    let (mut len, mut fnv) = (0usize, Fnv::new());
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            fnv.update(&data);
+        }
+    }
+    let mut res = axum::Json(json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "len": len,
+        "digest": fnv.0.to_string(),
+    }))
+    .into_response();
+    let h = res.headers_mut();
+    h.append("set-cookie", "app=1; Path=/".parse().unwrap());
+    h.append("set-cookie", "__Host-rampart_session=planted; Path=/; Secure".parse().unwrap());
+    h.append("set-cookie", "rampart_session=planted; Path=/".parse().unwrap());
+    h.insert("keep-alive", "timeout=5".parse().unwrap());
+    h.insert("proxy-authenticate", "Basic".parse().unwrap());
+    res
+}
+
+async fn page() -> Response {
+    (
+        [
+            ("content-type", "text/html; charset=utf-8"),
+            ("content-security-policy", "default-src 'self'"),
+        ],
+        "<!doctype html><p>upstream page</p>",
+    )
+        .into_response()
+}
+
+/// `size` bytes of the pattern in 64 KiB chunks, a little pause before each.
+async fn download(Path(size): Path<usize>) -> Response {
+    let data = pattern(size);
+    let chunks: Vec<Vec<u8>> = data.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let stream = futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
+        let chunk = it.next()?;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(chunk)), it))
+    });
+    Body::from_stream(stream).into_response()
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    "late"
+}
+
+async fn ws(upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Text(t) = msg {
+                if socket.send(Message::Text(t)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    })
+}
+
+fn upstream_app(up: Upstream) -> Router {
+    Router::new()
+        .route("/page", get(page))
+        .route("/download/{size}", get(download))
+        .route("/slow", get(slow))
+        .route("/ws", any(ws))
+        .fallback(echo)
+        .with_state(up)
+}
+
+/// Serves the upstream on a loopback port (HTTPS with `tls`); returns its address.
+async fn start_upstream(
+    up: Upstream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        rampart_server::startup::run_server_tls(
+            listener,
+            upstream_app(up),
+            Duration::from_secs(5),
+            tls,
+            s,
+        )
+        .await;
+    });
+    (addr, stop)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rampart in front of it
+
+const RULES: &str = r#"
+[[access_rules.rule]]
+name = "public"
+paths = ["/public"]
+policy = "public"
+
+[[access_rules.rule]]
+name = "hooks"
+paths = ["/hooks"]
+policy = "authenticated"
+csrf = false
+
+[[access_rules.rule]]
+name = "closed"
+paths = ["/closed"]
+policy = "deny"
+"#;
+
+/// Rampart with the test rules in front of `upstream`; the directory lives as long as the server.
+fn start_rampart(upstream: &str, extra: &[(&str, &str)]) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rampart.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let rules = rules.display().to_string();
+    let mut env = vec![
+        ("RAMPART_UPSTREAM", upstream),
+        ("RAMPART_CONFIG", rules.as_str()),
+        ("RAMPART_ARGON2_MEMORY_KIB", "8192"),
+        ("RAMPART_ARGON2_ITERATIONS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    (Server::start_in(dir.path(), &env, &[]), dir)
+}
+
+fn plain() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// Completes setup and logs in; returns the `Cookie` header value for the session.
+async fn login(s: &Server) -> String {
+    let c = plain();
+    let creds = json!({"email": ADMIN, "password": ADMIN_PW});
+    let r =
+        c.post(s.url("/api/setup")).header("origin", &s.base).json(&creds).send().await.unwrap();
+    assert!(r.status() == 201 || r.status() == 409, "setup: {}", r.status());
+    let r = c
+        .post(s.url("/api/auth/login"))
+        .header("origin", &s.base)
+        .json(&creds)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    r.json().await.unwrap()
+}
+
+fn header<'a>(echo: &'a Value, name: &str) -> Option<&'a str> {
+    echo["headers"][name][0].as_str()
+}
+
+struct Fixture {
+    up: Upstream,
+    upstream: SocketAddr,
+    stop: CancellationToken,
+    rampart: Server,
+    _dir: tempfile::TempDir,
+    cookie: String,
+}
+
+async fn fixture(extra: &[(&str, &str)]) -> Fixture {
+    let up = Upstream::default();
+    let (upstream, stop) = start_upstream(up.clone(), None).await;
+    let (rampart, _dir) = start_rampart(&format!("http://{upstream}"), extra);
+    let cookie = login(&rampart).await;
+    Fixture { up, upstream, stop, rampart, _dir, cookie }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_reaches_the_upstream_only_after_login_and_spoofed_headers_never_do() {
+    let f = fixture(&[]).await;
+    let c = plain();
+    let spoofs = [
+        "Remote-User",
+        "remote_user",
+        "REMOTE-USER",
+        "Remote-Email",
+        "Remote-Groups",
+        "X-Forwarded-User",
+        "x_forwarded_email",
+        "X-Rampart-Assertion",
+        "x_rampart_assertion",
+        "X-Auth-Request-User",
+        "X-Forwarded-For",
+        "X_Forwarded_Host",
+        "X-Forwarded-Proto",
+        "Forwarded",
+        "X-Real-IP",
+        "X-Original-URL",
+        "X-HTTP-Method-Override",
+    ];
+    let spoofed = |rb: reqwest::RequestBuilder| {
+        spoofs.iter().fold(rb, |rb, name| rb.header(*name, "spoofed"))
+    };
+
+    // Anonymous: refused before the upstream.
+    let r = spoofed(c.get(f.rampart.url("/app/data"))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&json_of(r).await), "unauthenticated");
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
+
+    // Public rule: reaches the upstream without any identity.
+    let echo = json_of(spoofed(c.get(f.rampart.url("/public/x"))).send().await.unwrap()).await;
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), 1);
+    assert!(!echo.to_string().contains("spoofed"), "{echo}");
+    assert_eq!(header(&echo, "remote-user"), None);
+
+    let r = spoofed(c.get(f.rampart.url("/app/data?q=1")))
+        .header("cookie", format!("app=1; {}; theme=dark", f.cookie))
+        .header("authorization", "Bearer upstream-token")
+        .header("connection", "x-hop-secret")
+        .header("x-hop-secret", "1")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic eDp5")
+        .header("te", "trailers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = json_of(r).await;
+    assert!(!echo.to_string().contains("spoofed"), "a spoofed header passed: {echo}");
+    assert_eq!(echo["uri"], "/app/data?q=1");
+    assert!(!header(&echo, "remote-user").unwrap().is_empty());
+    assert_eq!(header(&echo, "remote-email"), Some(ADMIN));
+    assert_eq!(header(&echo, "remote-groups"), Some("admin"));
+    assert_eq!(header(&echo, "x-rampart-assertion").unwrap().split('.').count(), 3);
+    for hop in ["connection", "x-hop-secret", "keep-alive", "proxy-authorization", "te"] {
+        assert_eq!(header(&echo, hop), None, "{hop} was forwarded: {echo}");
+    }
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(header(&echo, "x-forwarded-proto"), Some("http"));
+    let public = f.rampart.base.trim_start_matches("http://");
+    assert_eq!(header(&echo, "x-forwarded-host"), Some(public));
+    assert_eq!(header(&echo, "host"), Some(f.upstream.to_string().as_str()));
+    assert_eq!(header(&echo, "cookie"), Some("app=1; theme=dark"));
+    assert_eq!(header(&echo, "authorization"), Some("Bearer upstream-token"));
+    assert!(header(&echo, "x-request-id").is_some());
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_navigation_is_sent_to_login_and_api_calls_get_401() {
+    let f = fixture(&[]).await;
+    let c = plain();
+    let r = c
+        .get(f.rampart.url("/docs/page?x=1&y=a%2Fb"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?return_to=/docs/page%3Fx%3D1%26y%3Da%252Fb");
+    let r = c.get(f.rampart.url("/docs/page")).header("accept", "application/json").send().await;
+    assert_eq!(r.unwrap().status(), 401);
+    let r = c.post(f.rampart.url("/docs/page")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_code(&json_of(r).await), "unauthenticated");
+    // Rampart's own paths are never proxied.
+    let r = c.get(f.rampart.url("/api/nope")).header("cookie", &f.cookie).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // A deny rule refuses even the admin.
+    let r = c.get(f.rampart.url("/closed/x")).header("cookie", &f.cookie).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&json_of(r).await), "forbidden");
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
+    let r = c
+        .get(f.rampart.url("/api/admin/audit?event=access_denied"))
+        .header("cookie", &f.cookie)
+        .send()
+        .await
+        .unwrap();
+    let events = json_of(r).await;
+    let denied = &events["events"][0];
+    assert_eq!(denied["outcome"], "denied", "{events}");
+    assert_eq!(denied["actor"]["email"], ADMIN, "{events}");
+    assert_eq!(denied["details"]["rule"], "closed");
+    assert_eq!(denied["details"]["path"], "/closed/x");
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_megabyte_bodies_stream_both_ways_and_the_limit_holds() {
+    let f = fixture(&[("RAMPART_PROXY_BODY_LIMIT", "7340032")]).await;
+    let c = plain();
+    let upload = pattern(5 * MIB);
+    let r = c
+        .post(f.rampart.url("/upload"))
+        .header("cookie", &f.cookie)
+        .header("origin", &f.rampart.base)
+        .body(upload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = json_of(r).await;
+    assert_eq!(echo["len"], 5 * MIB);
+    assert_eq!(echo["digest"], digest(&upload).to_string());
+
+    let r = c.get(f.rampart.url(&format!("/download/{}", 5 * MIB))).header("cookie", &f.cookie);
+    let bytes = r.send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.len(), 5 * MIB);
+    assert_eq!(digest(&bytes), digest(&pattern(5 * MIB)));
+
+    // Over the limit: declared, and streamed without a length.
+    let r = c
+        .post(f.rampart.url("/upload"))
+        .header("cookie", &f.cookie)
+        .header("origin", &f.rampart.base)
+        .body(pattern(8 * MIB))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let hits = f.up.hits.load(Ordering::SeqCst);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        pattern(8 * MIB).chunks(MIB).map(|c| Ok(c.to_vec())).collect();
+    let r = c
+        .post(f.rampart.url("/upload"))
+        .header("cookie", &f.cookie)
+        .header("origin", &f.rampart.base)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(error_code(&json_of(r).await), "payload_too_large");
+    assert!(f.up.hits.load(Ordering::SeqCst) <= hits + 1);
+    f.stop.cancel();
+}
+
+/// A WebSocket handshake over a raw socket; returns the status and the socket.
+async fn ws_handshake(base: &str, origin: &str, cookie: &str) -> (u16, tokio::net::TcpStream) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Origin: {origin}\r\nCookie: {cookie}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "closed during the handshake");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_echo_works_after_login_and_a_foreign_origin_is_refused() {
+    let f = fixture(&[]).await;
+    let (status, mut s) = ws_handshake(&f.rampart.base, &f.rampart.base, &f.cookie).await;
+    assert_eq!(status, 101);
+    // One masked text frame, "hello through rampart".
+    let payload = b"hello through rampart";
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    s.write_all(&frame).await.unwrap();
+    let mut head = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut head)).await.unwrap().unwrap();
+    assert_eq!(head[0], 0x81, "a final text frame");
+    let mut echoed = vec![0u8; usize::from(head[1] & 0x7f)];
+    s.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, payload);
+
+    let (status, _) = ws_handshake(&f.rampart.base, "https://evil.example", &f.cookie).await;
+    assert_eq!(status, 403);
+    let (status, _) = ws_handshake(&f.rampart.base, &f.rampart.base, "app=1").await;
+    assert_eq!(status, 401);
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_upstream_is_502_and_a_slow_one_504() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (down, _dir) = start_rampart(&format!("http://127.0.0.1:{port}"), &[]);
+    let cookie = login(&down).await;
+    let r = plain().get(down.url("/x")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(error_code(&json_of(r).await), "upstream_unavailable");
+
+    let f = fixture(&[("RAMPART_UPSTREAM_TIMEOUT", "1s")]).await;
+    let started = std::time::Instant::now();
+    let r = plain().get(f.rampart.url("/slow")).header("cookie", &f.cookie).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < Duration::from_millis(2900), "answered before the upstream");
+    assert_eq!(error_code(&json_of(r).await), "upstream_timeout");
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_refuses_cross_site_cookie_posts_unless_the_rule_turns_it_off() {
+    let f = fixture(&[]).await;
+    let c = plain();
+    let post = |path: &str| c.post(f.rampart.url(path)).header("cookie", &f.cookie).body("a=1");
+    let r = post("/app/form").header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(&json_of(r).await), "csrf_rejected");
+    let r = post("/app/form").header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(post("/app/form").send().await.unwrap().status(), 403, "no origin at all");
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
+    // Same origin passes without a Rampart token: the upstream app cannot know it.
+    let r = post("/app/form").header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post("/app/form").header("origin", &f.rampart.base).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // `csrf = false` on the matching rule.
+    let r = post("/hooks/in").header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_answers_get_security_headers_keep_their_csp_and_cookies_pass() {
+    let f = fixture(&[]).await;
+    let r = plain().get(f.rampart.url("/page")).header("cookie", &f.cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-security-policy"], "default-src 'self'");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store", "authenticated answers are not cached");
+    assert!(r.text().await.unwrap().contains("upstream page"));
+
+    let r = plain().get(f.rampart.url("/any")).header("cookie", &f.cookie).send().await.unwrap();
+    let h: &HeaderMap = r.headers();
+    let cookies: Vec<&str> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(cookies, vec!["app=1; Path=/"], "only the app's own cookie passes");
+    assert!(h.get("keep-alive").is_none() && h.get("proxy-authenticate").is_none());
+    assert_eq!(h["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+    assert!(h.contains_key("x-request-id"));
+    f.stop.cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+struct Cert {
+    _dir: tempfile::TempDir,
+    cert: String,
+    key: String,
+    pem: String,
+}
+
+fn self_signed() -> Cert {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let pem = ck.cert.pem();
+    std::fs::write(&cert, &pem).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    Cert { cert: cert.display().to_string(), key: key.display().to_string(), pem, _dir: dir }
+}
+
+fn tls_client(cert: &Cert, http2: bool) -> reqwest::Client {
+    let root = reqwest::Certificate::from_pem(cert.pem.as_bytes()).unwrap();
+    let b = reqwest::Client::builder().add_root_certificate(root).timeout(Duration::from_secs(30));
+    let b = if http2 { b } else { b.http1_only() };
+    b.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_http1_and_http2_and_proxies_to_an_https_upstream() {
+    let cert = self_signed();
+    let settings = rampart_server::config::proxy::TlsSettings {
+        cert_file: cert.cert.clone().into(),
+        key_file: cert.key.clone().into(),
+    };
+    let acceptor = rampart_server::tls::acceptor(&settings).unwrap();
+    let up = Upstream::default();
+    let (upstream, stop) = start_upstream(up.clone(), Some(acceptor)).await;
+    let (s, _dir) = start_rampart(
+        &format!("https://localhost:{}", upstream.port()),
+        &[
+            ("RAMPART_TLS_CERT_FILE", &cert.cert),
+            ("RAMPART_TLS_KEY_FILE", &cert.key),
+            ("RAMPART_UPSTREAM_CA_FILE", &cert.cert),
+            ("RAMPART_HEADER_READ_TIMEOUT", "2s"),
+        ],
+    );
+    assert!(s.base.starts_with("https://127.0.0.1:"), "{}", s.base);
+    for (http2, version) in [(false, reqwest::Version::HTTP_11), (true, reqwest::Version::HTTP_2)] {
+        let r = tls_client(&cert, http2).get(s.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), version);
+        assert!(r.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
+    }
+    // Over HTTP/2 to Rampart, then TLS to the upstream, with the __Host- cookie.
+    let c = tls_client(&cert, true);
+    let creds = json!({"email": ADMIN, "password": ADMIN_PW});
+    let r =
+        c.post(s.url("/api/setup")).header("origin", &s.base).json(&creds).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = c.post(s.url("/api/auth/login")).header("origin", &s.base).json(&creds).send().await;
+    let r = r.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-rampart_session="), "{cookie}");
+    let r = c.get(s.url("/secure/data")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let echo = json_of(r).await;
+    assert_eq!(header(&echo, "x-forwarded-proto"), Some("https"));
+    assert_eq!(header(&echo, "remote-email"), Some(ADMIN));
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
+    stop.cancel();
+
+    // A client that never starts its handshake is cut off after the header-read timeout.
+    let addr = s.base.trim_start_matches("https://");
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(20), idle.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "still open: {read:?}");
+}
+
+#[test]
+fn tls_startup_refuses_a_missing_or_invalid_file_naming_the_setting() {
+    let cert = self_signed();
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let garbage = garbage.display().to_string();
+    let prod = [
+        ("RAMPART_ENV", "production"),
+        ("RAMPART_SECRET_KEY", KEY),
+        ("RAMPART_PUBLIC_ORIGIN", "https://auth.example.com"),
+        ("RAMPART_LISTEN", "127.0.0.1:0"),
+    ];
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[
+                ("RAMPART_TLS_CERT_FILE", &cert.cert),
+                ("RAMPART_TLS_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "RAMPART_TLS_KEY_FILE",
+        ),
+        (&[("RAMPART_TLS_CERT_FILE", &cert.cert)], "RAMPART_TLS_KEY_FILE"),
+        (
+            &[("RAMPART_TLS_CERT_FILE", &garbage), ("RAMPART_TLS_KEY_FILE", &cert.key)],
+            "RAMPART_TLS_CERT_FILE",
+        ),
+        (
+            &[("RAMPART_TLS_CERT_FILE", &cert.cert), ("RAMPART_TLS_KEY_FILE", &garbage)],
+            "RAMPART_TLS_KEY_FILE",
+        ),
+    ];
+    for (tls, setting) in cases {
+        let mut env = prod.to_vec();
+        env.extend_from_slice(tls);
+        let (code, _, stderr) = run(dir.path(), &["serve"], &env);
+        assert_ne!(code, 0, "{tls:?}");
+        assert!(stderr.contains(setting), "{tls:?}: {stderr}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Session ids (the secret in the cookie) and store keys (what stores index by).
+//!
+//! # Security
+//! - A [`SessionId`] is 256 bits from the operating system's RNG. It is a bearer credential:
+//!   its `Debug` prints `[redacted]`, it has no `Display` or `Serialize`, it is zeroized on drop
+//!   and compared in constant time.
+//! - Stores never see the id. They key sessions by a [`StoreKey`], the hex HMAC-SHA256 of the id
+//!   under the keyring's session subkey, so a dump of a store yields no usable cookie.
+//! - [`SessionId::parse`] is strict (exactly 43 characters of the base64url alphabet, no padding,
+//!   canonical trailing bits), so there is a single text form per id.
+
+use std::fmt;
+
+use base64::Engine;
+use rampart_core::{Keyring, Purpose, SecretString};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Length of a session id in bytes.
+pub const SESSION_ID_LEN: usize = 32;
+
+/// Length of a session id's cookie text (base64url, no padding).
+pub const SESSION_ID_TEXT_LEN: usize = 43;
+
+/// A session id: 32 random bytes. Debug prints `[redacted]`.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SessionId([u8; SESSION_ID_LEN]);
+
+impl SessionId {
+    /// A fresh id from the operating system's RNG.
+    pub fn generate() -> Self {
+        Self(rampart_core::token::random_bytes())
+    }
+
+    /// Parses a cookie value: exactly 43 characters of the url-safe base64 alphabet, no
+    /// padding, decoding to 32 bytes. Anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != SESSION_ID_TEXT_LEN
+            || !text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return None;
+        }
+        // The engine rejects non-canonical trailing bits, so each id has one text form.
+        let decoded = Zeroizing::new(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()?,
+        );
+        let bytes: [u8; SESSION_ID_LEN] = decoded.as_slice().try_into().ok()?;
+        Some(Self(bytes))
+    }
+
+    /// The raw id bytes. Every call site is a place where the secret leaves its box.
+    pub fn expose_bytes(&self) -> &[u8; SESSION_ID_LEN] {
+        &self.0
+    }
+
+    /// The cookie value (base64url without padding, 43 characters).
+    pub fn to_cookie_value(&self) -> SecretString {
+        SecretString::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl PartialEq for SessionId {
+    fn eq(&self, other: &Self) -> bool {
+        rampart_core::ct::ct_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SessionId {}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The key a store files a session under: lowercase hex of HMAC-SHA256(session subkey, id).
+///
+/// Not a credential: knowing it does not let anyone present the session.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// The key for `id` under the keyring's current master key.
+    pub fn derive(keyring: &Keyring, id: &SessionId) -> Self {
+        Self(hex::encode(keyring.mac(Purpose::Session, id.expose_bytes())))
+    }
+
+    /// The keys `id` may be filed under, current master key first, then each previous key, so
+    /// sessions created before a key rotation are still found.
+    pub fn candidates(keyring: &Keyring, id: &SessionId) -> Vec<StoreKey> {
+        keyring
+            .mac_all(Purpose::Session, id.expose_bytes())
+            .into_iter()
+            .map(|tag| Self(hex::encode(tag)))
+            .collect()
+    }
+
+    /// Rebuilds a key read back from a store (64 lowercase hex digits), or `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        ok.then(|| Self(text.to_owned()))
+    }
+
+    /// The key text (64 lowercase hex digits).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to correlate log lines.
+        write!(f, "StoreKey({}…)", self.0.get(..12).unwrap_or(&self.0))
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_core::MasterKey;
+
+    use super::*;
+
+    #[test]
+    fn generated_ids_round_trip_through_the_cookie_value() {
+        let id = SessionId::generate();
+        let text = id.to_cookie_value();
+        assert_eq!(text.len(), SESSION_ID_TEXT_LEN);
+        assert_eq!(SessionId::parse(text.expose_secret()), Some(id.clone()));
+        assert_ne!(SessionId::generate(), id);
+    }
+
+    #[test]
+    fn parse_rejects_everything_but_43_canonical_base64url_characters() {
+        let good = SessionId::generate().to_cookie_value().expose_secret().to_owned();
+        let cases: Vec<(String, bool)> = vec![
+            (good.clone(), true),
+            (String::new(), false),
+            (good[..42].to_owned(), false),
+            (format!("{good}A"), false),
+            (format!("{good}="), false),
+            (format!("{}=", &good[..42]), false),
+            (format!("{}+", &good[..42]), false),
+            (format!("{}/", &good[..42]), false),
+            (format!("{} ", &good[..42]), false),
+            (format!("{}é", &good[..41]), false),
+            (format!("{}.", &good[..42]), false),
+            // 43 chars carry 258 bits; the last character must leave the 2 spare bits zero.
+            ("A".repeat(42) + "B", false),
+            ("A".repeat(42) + "E", true),
+            ("_".repeat(42) + "8", true),
+        ];
+        for (text, ok) in cases {
+            assert_eq!(SessionId::parse(&text).is_some(), ok, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_id() {
+        let id = SessionId::generate();
+        let text = id.to_cookie_value();
+        let shown = format!("{id:?} {:?} {:?}", Some(&id), text);
+        assert!(!shown.contains(text.expose_secret()), "{shown}");
+        assert!(!shown.contains(&hex::encode(id.expose_bytes())), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
+    fn store_keys_are_keyed_hashes_and_survive_rotation() {
+        let old = MasterKey::generate();
+        let id = SessionId::generate();
+        let before = Keyring::new(old.clone(), vec![]);
+        let key = StoreKey::derive(&before, &id);
+        assert_eq!(key.as_str().len(), 64);
+        assert!(!key.as_str().contains(&hex::encode(id.expose_bytes())));
+        assert_eq!(StoreKey::parse(key.as_str()), Some(key.clone()));
+        assert_eq!(StoreKey::parse(&key.as_str().to_uppercase()), None);
+        assert_eq!(StoreKey::parse("abc"), None);
+
+        let rotated = Keyring::new(MasterKey::generate(), vec![old]);
+        let candidates = StoreKey::candidates(&rotated, &id);
+        assert_eq!(candidates.len(), 2);
+        assert_eq!(candidates[0], StoreKey::derive(&rotated, &id));
+        assert_eq!(candidates[1], key);
+        assert!(!format!("{key:?}").contains(key.as_str()));
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE vault_locks;
+DROP TABLE vault_tokens;
+DROP TABLE api_keys;
