@@ -184,7 +184,10 @@ impl Writer {
                     rampart_audit::mirror_checkpoint(c);
                 }
                 if let Some(out) = self.stream.as_mut() {
-                    let written = rows.iter().try_for_each(|ev| rampart_audit::write_json_line(out, ev)).and_then(|()| out.flush().map_err(AuditError::from));
+                    let written = rows
+                        .iter()
+                        .try_for_each(|ev| rampart_audit::write_json_line(out, ev))
+                        .and_then(|()| out.flush().map_err(AuditError::from));
                     if let Err(e) = written {
                         tracing::warn!(error = %e, "audit stream write failed (the database has the events)");
                     }

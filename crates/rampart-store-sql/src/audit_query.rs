@@ -179,7 +179,11 @@ impl Db {
         .await
         .map_err(StoreError::from_sqlx)?;
         rows.iter()
-            .map(|r| r.try_get::<String, _>("body").map_err(StoreError::from_sqlx).and_then(|b| decode(&b)))
+            .map(|r| {
+                r.try_get::<String, _>("body")
+                    .map_err(StoreError::from_sqlx)
+                    .and_then(|b| decode(&b))
+            })
             .collect()
     }
 
@@ -188,7 +192,8 @@ impl Db {
     /// that deletes audit rows; on Postgres it sets `rampart.audit_prune` for this transaction so
     /// the append-only trigger lets the delete through.
     pub async fn audit_prune(&self, anchor: &rampart_audit::PruneAnchor) -> crate::Result<u64> {
-        let body = serde_json::to_string(anchor).map_err(|_| StoreError::Corrupt("prune anchor"))?;
+        let body =
+            serde_json::to_string(anchor).map_err(|_| StoreError::Corrupt("prune anchor"))?;
         let seq = i64::try_from(anchor.seq).unwrap_or(i64::MAX);
         let mut tx = self.pool().begin().await.map_err(StoreError::from_sqlx)?;
         if self.backend() == crate::Backend::Postgres {
