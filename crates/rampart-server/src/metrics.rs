@@ -136,12 +136,15 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     res
 }
 
+/// One route's counters by (method, status) and its rendered latency histogram.
+type RouteSnapshot = (Vec<(axum::http::Method, u16, u64)>, String);
+
 /// Renders the Prometheus text format.
 pub async fn render(state: &AppState) -> String {
     let m = &state.metrics;
     let mut out = String::with_capacity(4096);
     out.push_str("# HELP rampart_http_requests_total Requests by route template, method and status.\n# TYPE rampart_http_requests_total counter\n");
-    let routes: BTreeMap<String, (Vec<(axum::http::Method, u16, u64)>, String)> = m
+    let routes: BTreeMap<String, RouteSnapshot> = m
         .routes
         .lock()
         .iter()

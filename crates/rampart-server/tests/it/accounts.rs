@@ -97,7 +97,7 @@ impl Resp {
 
     /// `name=value` of the session cookie this response sets.
     fn cookie_pair(&self) -> String {
-        let set = self.header("set-cookie").unwrap_or_else(|| panic!("no cookie: {:?}", self));
+        let set = self.header("set-cookie").unwrap_or_else(|| panic!("no cookie: {self:?}"));
         set.split(';').next().unwrap().to_owned()
     }
 }

@@ -566,9 +566,11 @@ impl PrivateRedis {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("redis-server runs");
+        // Owned from here on, so the process is killed and reaped on every path, panics included.
+        let redis = Self { child, port };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Self { child, port };
+                return redis;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
