@@ -342,7 +342,13 @@ pub async fn require_admin(
                 Ok(next.run(req).await)
             } else {
                 let meta = RequestMeta::from_request(&req);
-                let path = crate::http::loggable_path(req.uri().path());
+                // Nested under `/api/admin`, the request's own URI has the prefix stripped: record
+                // the path the client asked for.
+                let full = req
+                    .extensions()
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or_else(|| req.uri().path(), |u| u.0.path());
+                let path = crate::http::loggable_path(full);
                 state
                     .audit(
                         &meta,

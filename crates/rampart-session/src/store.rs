@@ -29,9 +29,11 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// [`SessionError::Collision`]: crate::SessionError::Collision
     async fn create(&self, key: &StoreKey, record: &SessionRecord, ttl: Duration) -> Result<()>;
 
-    /// In one round trip: returns the record under `key` with `last_seen_at` as stored *before*
+    /// Returns the record under `key` with `last_seen_at` as stored *before*
     /// this call, and, if that is at least `touch_if_older_than` before `now`, sets the stored
     /// `last_seen_at` to `now` and the entry's lifetime to `ttl`. A missing entry stays missing.
+    /// Networked stores answer in one round trip when no touch is due and at most two when one
+    /// is, which is why touches are throttled by `touch_if_older_than`.
     async fn load_and_touch(
         &self,
         key: &StoreKey,

@@ -12,9 +12,11 @@
 //! - Neither the session id, nor the user id, nor any record field appears in clear: keys are
 //!   keyed hashes, the record is sealed (XChaCha20-Poly1305) with the store key as associated
 //!   data, so a record copied under another key does not open.
-//! - `create` (check, write, expire, index) and `load_and_touch` (read, and touch only if the
-//!   session still exists) are single Lua scripts, atomic on the server, sent with `EVALSHA`.
-//!   A revoke racing a touch leaves the session deleted.
+//! - `create` (check, write, expire, index) is a single Lua script, atomic on the server, sent
+//!   with `EVALSHA`. `load_and_touch` is one plain `HMGET` (one round trip, one command executed)
+//!   while the session was seen within the touch interval; past it, a second call runs the touch
+//!   script, which moves `ls` forward only if the session still exists, so a revoke racing a
+//!   touch leaves the session deleted.
 //! - Every call is bounded by the operation timeout; a timeout or connection failure is
 //!   [`SessionError::Unavailable`], which the server answers with 503.
 //!
@@ -59,24 +61,25 @@ return 1
 });
 
 /// KEYS: session hash. ARGV: now ms, touch interval ms, ttl ms.
-/// Returns nil, or {sealed record, last seen ms as stored before this call}.
-static LOAD_AND_TOUCH: LazyLock<Script> = LazyLock::new(|| {
+/// Moves `ls` forward and extends the expiry, only while the session exists (a revoke that won
+/// the race stays a revoke) and only when `ls` is still older than the interval (a concurrent
+/// touch already did the work). Returns 1 if the session exists afterwards, 0 if it is gone.
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local v = redis.call('HMGET', KEYS[1], 'r', 'ls', 'u')
-if not v[1] then return false end
+local v = redis.call('HMGET', KEYS[1], 'ls', 'u')
+if not v[1] then return 0 end
 local now = tonumber(ARGV[1])
-local ls = tonumber(v[2])
-if ls and now - ls >= tonumber(ARGV[2]) then
+if now - tonumber(v[1]) >= tonumber(ARGV[2]) then
   local ttl = tonumber(ARGV[3])
   redis.call('HSET', KEYS[1], 'ls', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ttl)
-  if v[3] then
-    local left = redis.call('PTTL', v[3])
-    if left < ttl then redis.call('PEXPIRE', v[3], ttl) end
+  if v[2] then
+    local left = redis.call('PTTL', v[2])
+    if left < ttl then redis.call('PEXPIRE', v[2], ttl) end
   end
 end
-return {v[1], v[2] or ''}
+return 1
 ",
     )
 });
@@ -281,16 +284,27 @@ impl SessionStore for RedisSessionStore {
         touch_if_older_than: Duration,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>> {
-        let mut inv = LOAD_AND_TOUCH.prepare_invoke();
-        inv.key(self.session_key(key))
-            .arg(unix_ms(now))
-            .arg(u64::try_from(touch_if_older_than.as_millis()).unwrap_or(u64::MAX))
-            .arg(ttl_ms(ttl));
+        // The common case is one plain HMGET: one round trip and one command executed. Only when
+        // `ls` is older than the touch interval does a second call (the TOUCH script) follow.
+        let hash = self.session_key(key);
         let mut conn = self.conn.clone();
-        let row: Option<(Vec<u8>, String)> = self.run(inv.invoke_async(&mut conn)).await?;
-        let Some((sealed, ls)) = row else { return Ok(None) };
+        let fields: (Option<Vec<u8>>, Option<String>) = self
+            .run(redis::cmd("HMGET").arg(&hash).arg("r").arg("ls").query_async(&mut conn))
+            .await?;
+        let (Some(sealed), ls) = fields else { return Ok(None) };
         let record = self.open(key, &sealed)?;
-        with_last_seen(record, Some(&ls)).map(Some)
+        let record = with_last_seen(record, ls.as_deref())?;
+        let now_ms = unix_ms(now);
+        let interval = i64::try_from(touch_if_older_than.as_millis()).unwrap_or(i64::MAX);
+        if now_ms.saturating_sub(unix_ms(record.last_seen_at)) < interval {
+            return Ok(Some(record));
+        }
+        let mut inv = TOUCH.prepare_invoke();
+        inv.key(hash).arg(now_ms).arg(interval).arg(ttl_ms(ttl));
+        let alive: i64 = self.run(inv.invoke_async(&mut conn)).await?;
+        // Like the other stores, the record keeps `last_seen_at` as it was before this access,
+        // so the caller's idle check sees the gap.
+        Ok((alive == 1).then_some(record))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<bool> {

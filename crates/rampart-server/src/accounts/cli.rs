@@ -65,8 +65,11 @@ pub fn known_hash_format(hash: &str) -> bool {
 }
 
 /// Runs a user command against the configured database.
-pub async fn run(config: Config, cmd: UserCommand) -> ExitCode {
+pub async fn run(mut config: Config, cmd: UserCommand) -> ExitCode {
     crate::logging::init(&config.log, config.log_format);
+    // A command may run beside a live server on the same database: it writes its audit events
+    // to a chain of its own, so the server's chain keeps a single writer.
+    config.instance_id = Some(format!("cli-{}", rampart_core::token::random_id(6)));
     let state = match crate::startup::build_state(config).await {
         Ok(s) => s,
         Err(e) => {

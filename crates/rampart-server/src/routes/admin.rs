@@ -29,6 +29,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/users/{id}/sessions", get(user_sessions).delete(revoke_user_sessions))
         .merge(crate::routes::audit::admin_routes())
         .fallback(|| async { ApiError::not_found() })
+        // Set here, inside the admin check, so a wrong method is refused as unauthenticated or
+        // forbidden first (the server-wide 405 fallback would otherwise bypass the check).
+        .method_not_allowed_fallback(crate::http::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require_admin))
 }
 

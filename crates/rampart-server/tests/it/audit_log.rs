@@ -1028,7 +1028,6 @@ async fn export_prints_every_event_as_a_json_line_and_since_filters_by_time() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-#[ignore = "bug: access_denied records the path relative to /api/admin (\"/users\"), not the request path"]
 async fn access_denied_records_the_full_request_path() {
     let s = Server::start(&[NO_RATE_LIMIT]);
     let a = admin(&s).await;
@@ -1041,7 +1040,6 @@ async fn access_denied_records_the_full_request_path() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a wrong method on an existing admin route answers 405 before the admin check, unaudited"]
 async fn a_wrong_method_on_an_admin_route_is_refused_by_the_admin_check_first() {
     let s = Server::start(&[NO_RATE_LIMIT]);
     let a = admin(&s).await;
