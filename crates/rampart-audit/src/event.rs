@@ -100,6 +100,12 @@ named_enum! {
         CsrfRejected => "csrf_rejected",
         /// A request was refused by a rate limit.
         RateLimited => "rate_limited",
+        /// A user stored third-party tokens in the vault.
+        VaultTokensStored => "vault_tokens_stored",
+        /// A user removed their third-party tokens from the vault.
+        VaultTokensDeleted => "vault_tokens_deleted",
+        /// The provider did not refresh a user's expired access token.
+        VaultRefreshFailed => "vault_refresh_failed",
         /// A signed checkpoint of the chain (written only by [`crate::Chain::checkpoint`]).
         AuditCheckpoint => "audit_checkpoint",
     }
@@ -260,7 +266,7 @@ mod tests {
 
     #[test]
     fn every_event_kind_round_trips_through_its_name() {
-        assert_eq!(EventKind::ALL.len(), 21);
+        assert_eq!(EventKind::ALL.len(), 24);
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
             let json = serde_json::to_string(kind).unwrap();

@@ -5,6 +5,9 @@
 //!   the configured margin (single-flight across instances; 502 `token_refresh_failed` when the
 //!   provider does not refresh it).
 //!
+//! Storing and deleting are audited (`vault_tokens_stored`, `vault_tokens_deleted`), as is a
+//! refresh the provider refused (`vault_refresh_failed`); no event ever holds a token.
+//!
 //! Unknown providers answer 404 `not_found`. A `token_endpoint` in the body is accepted only
 //! when it equals the configured one: refreshes always go to the operator's URL, never to one a
 //! user chose, since they carry the client secret.
@@ -19,7 +22,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use crate::auth::CurrentUser;
+use rampart_audit::{EventKind, NewEvent, Outcome};
+
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::{AuthenticatedUser, CurrentUser};
 use crate::config::vault::ProviderSettings;
 use crate::error::{store_error, ApiError, ApiResult};
 use crate::http::input::ApiJson;
@@ -86,8 +92,19 @@ fn no_store(mut res: Response) -> Response {
     res
 }
 
+/// An audit event about `user`'s tokens for `provider` (never the tokens themselves).
+fn vault_event(
+    kind: EventKind,
+    outcome: Outcome,
+    user: &AuthenticatedUser,
+    provider: &str,
+) -> NewEvent {
+    NewEvent::new(kind, outcome).by(user).resource("vault", provider)
+}
+
 async fn store(
     State(state): State<AppState>,
+    meta: RequestMeta,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<PutBody>,
@@ -110,18 +127,31 @@ async fn store(
         expires_at: parse_expiry(body.expires_at.as_ref())?,
     };
     crate::vault::store(&state, &user.user_id, &name, &tokens).await?;
+    let ev =
+        vault_event(EventKind::VaultTokensStored, Outcome::Success, &user, &name).with(json!({
+            "refresh_token": tokens.refresh_token.is_some(),
+            "expires_at": tokens.expires_at.map(crate::routes::auth::rfc3339),
+        }));
+    state.audit_required(&meta, ev).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn token(
     State(state): State<AppState>,
+    meta: RequestMeta,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     let p = provider(&state, &name)?;
-    let (access, expires_at) = crate::vault::access_token(&state, &user.user_id, &name, p)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let found = match crate::vault::access_token(&state, &user.user_id, &name, p).await {
+        Err(e) if e.code == "token_refresh_failed" => {
+            let ev = vault_event(EventKind::VaultRefreshFailed, Outcome::Failure, &user, &name);
+            state.audit(&meta, ev).await;
+            return Err(e);
+        }
+        other => other?,
+    };
+    let (access, expires_at) = found.ok_or_else(ApiError::not_found)?;
     let body = json!({
         "access_token": access.expose_secret(),
         "expires_at": expires_at.map(crate::routes::auth::rfc3339),
@@ -131,10 +161,14 @@ async fn token(
 
 async fn forget(
     State(state): State<AppState>,
+    meta: RequestMeta,
     CurrentUser(user): CurrentUser,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
     provider(&state, &name)?;
-    state.db.vault_delete(&user.user_id, &name).await.map_err(|e| store_error(&e))?;
+    let deleted = state.db.vault_delete(&user.user_id, &name).await.map_err(|e| store_error(&e))?;
+    let ev = vault_event(EventKind::VaultTokensDeleted, Outcome::Success, &user, &name)
+        .with(json!({"existed": deleted}));
+    state.audit_required(&meta, ev).await?;
     Ok(StatusCode::NO_CONTENT)
 }

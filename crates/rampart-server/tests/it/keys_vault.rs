@@ -535,6 +535,26 @@ async fn the_vault_stores_encrypted_refreshes_when_expired_and_reports_refresh_f
     assert!(!r.text().await.unwrap().contains("victim-access-77"));
     assert_eq!(api.status(Method::GET, "/api/vault/denied/token", me, None).await.0, 200);
     assert!(!s.output().contains(CLIENT_SECRET), "the client secret never reaches the logs");
+
+    // Every store and delete is audited with who and which provider; refusals too; no tokens.
+    let stored = api.audit(&admin, "vault_tokens_stored").await;
+    assert_eq!(stored.len(), 8, "{stored:?}");
+    let mine = stored.iter().filter(|e| e["actor"]["user_id"] == uid.as_str()).count();
+    assert_eq!(mine, 7, "{stored:?}");
+    assert!(stored.iter().all(|e| e["resource"]["type"] == "vault" && e["outcome"] == "success"));
+    let deleted = api.audit(&admin, "vault_tokens_deleted").await;
+    let existed: Vec<&Value> = deleted.iter().map(|e| &e["details"]["existed"]).collect();
+    assert_eq!(existed, [&json!(false), &json!(true)], "newest first: {deleted:?}");
+    assert_eq!(deleted[0]["resource"]["id"], "broken");
+    let failed = api.audit(&admin, "vault_refresh_failed").await;
+    let providers: Vec<&Value> = failed.iter().map(|e| &e["resource"]["id"]).collect();
+    assert_eq!(providers, [&json!("good"), &json!("denied"), &json!("broken")], "{failed:?}");
+    assert!(failed.iter().all(|e| e["outcome"] == "failure"));
+    let all = format!("{stored:?}{deleted:?}{failed:?}");
+    for secret in ["stored-access-93kd", "stored-refresh-55xq", "victim-access-77", "admin-access"]
+    {
+        assert!(!all.contains(secret), "{secret} in an audit event");
+    }
 }
 
 #[tokio::test]
