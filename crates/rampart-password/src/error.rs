@@ -25,9 +25,9 @@ pub enum PasswordError {
     /// The hasher already has as many callers waiting as it allows; try again later.
     #[error("password hasher is busy")]
     Busy,
-    /// The blocking task that ran the hash did not complete (it panicked or was cancelled).
+    /// The worker that ran the hash did not complete it (the work panicked).
     #[error("password hashing task failed")]
-    Task(#[source] tokio::task::JoinError),
+    Task,
     /// The password breaks the password policy.
     #[error(transparent)]
     Policy(#[from] PolicyViolation),

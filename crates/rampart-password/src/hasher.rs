@@ -2,8 +2,12 @@
 //!
 //! # Security
 //! - Argon2 is deliberately slow and memory-hungry. Run on the async runtime it would stall every
-//!   other request; here it runs on tokio's blocking pool, at most `max_concurrent` at a time, so
-//!   memory use is bounded by `max_concurrent × m_kib`.
+//!   other request; here it runs on the hasher's own worker threads, at most `max_concurrent` at
+//!   a time, so memory use is bounded by `max_concurrent × m_kib`.
+//! - The workers run at the lowest CPU priority of normal scheduling (niceness 19 on Linux):
+//!   they use every idle cycle, but request handling comes first, so a login flood barely moves
+//!   the latency of other endpoints. Where the priority cannot be lowered they run at the
+//!   default one.
 //! - At most `max_queue` callers wait for a slot; the next one gets [`PasswordError::Busy`] at
 //!   once. A login flood is refused quickly instead of piling up unbounded work and memory.
 //! - The permit is held by the blocking task itself, so a caller that gives up (request
@@ -17,22 +21,27 @@
 //! [`AsyncHasher::queue_depth`] as a gauge.
 
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use rampart_core::SecretString;
-use tokio::sync::{Semaphore, TryAcquireError};
+use tokio::sync::{oneshot, Semaphore, TryAcquireError};
 
 use crate::error::{PasswordError, Result};
 use crate::hash::{self, Argon2Params, Verification};
 
-/// Runs password hashing on the blocking pool behind a semaphore. Cheap to clone.
+/// Runs password hashing on low-priority worker threads behind a semaphore. Cheap to clone.
 #[derive(Clone)]
 pub struct AsyncHasher {
     inner: Arc<Inner>,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 struct Inner {
+    /// Feeds the worker threads; they end when the last clone of the hasher is dropped.
+    jobs: Mutex<mpsc::Sender<Job>>,
     params: Argon2Params,
     dummy_hash: String,
     semaphore: Arc<Semaphore>,
@@ -49,6 +58,7 @@ impl AsyncHasher {
         let max_concurrent = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             inner: Arc::new(Inner {
+                jobs: Mutex::new(spawn_workers(max_concurrent)),
                 params,
                 dummy_hash: hash::dummy_hash(&params),
                 semaphore: Arc::new(Semaphore::new(max_concurrent)),
@@ -96,8 +106,8 @@ impl AsyncHasher {
         .await
     }
 
-    /// Waits for a slot (or fails fast when the queue is full), then runs `work` on the blocking
-    /// pool while holding it.
+    /// Waits for a slot (or fails fast when the queue is full), then runs `work` on a worker
+    /// thread while holding it.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         F: FnOnce() -> Result<T> + Send + 'static,
@@ -115,13 +125,60 @@ impl AsyncHasher {
             }
         };
         let running = Running::enter(Arc::clone(&self.inner));
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _running = running;
-            work()
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
+            // The slot is free before the caller hears back; if the caller went away meanwhile,
+            // it is freed all the same.
+            drop(running);
+            drop(permit);
+            let _ = done.send(outcome);
         });
-        task.await.map_err(PasswordError::Task)?
+        let sent = match self.inner.jobs.lock() {
+            Ok(jobs) => jobs.send(job).is_ok(),
+            Err(_) => false,
+        };
+        if !sent {
+            return Err(PasswordError::Task);
+        }
+        match result.await {
+            Ok(Ok(outcome)) => outcome,
+            // The work panicked, or its worker is gone.
+            Ok(Err(_)) | Err(_) => Err(PasswordError::Task),
+        }
     }
+}
+
+/// Starts `n` worker threads at the lowest normal CPU priority, fed by the returned sender.
+fn spawn_workers(n: usize) -> mpsc::Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = Arc::clone(&rx);
+        let spawned =
+            std::thread::Builder::new().name(format!("rampart-hash-{i}")).spawn(move || {
+                // Best effort: without it the work runs at the default priority.
+                let _ = thread_priority::set_current_thread_priority(
+                    thread_priority::ThreadPriority::Min,
+                );
+                loop {
+                    // Holding the lock only while waiting for the next job.
+                    let job = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if spawned.is_err() && i > 0 {
+            // Fewer workers than slots only means queued work waits a little longer.
+            break;
+        }
+    }
+    tx
 }
 
 impl fmt::Debug for AsyncHasher {
@@ -171,10 +228,6 @@ impl Drop for Running {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-
-    use tokio::sync::oneshot;
-
     use super::*;
 
     const FAST: Argon2Params = Argon2Params { m_kib: 64, t: 1, p: 1 };
@@ -199,7 +252,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hashes_and_verifies_on_the_blocking_pool() {
+    async fn hashes_and_verifies_on_worker_threads() {
         let hasher = AsyncHasher::new(FAST, 2, 4);
         let stored = hasher.hash(SecretString::new("async pw")).await.unwrap();
         let v = hasher.verify(SecretString::new("async pw"), stored.clone()).await.unwrap();
@@ -272,6 +325,36 @@ mod tests {
 
         drop(release);
         first.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_is_a_task_error_and_frees_its_slot() {
+        let hasher = AsyncHasher::new(FAST, 1, 0);
+        let err = hasher.run::<(), _>(|| panic!("boom")).await.unwrap_err();
+        assert!(matches!(err, PasswordError::Task), "{err:?}");
+        assert_eq!(hasher.queue_depth(), 0);
+        assert!(hasher.hash(SecretString::new("after a panic")).await.is_ok());
+    }
+
+    /// Linux: the workers run with a raised niceness, read back from `/proc`.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn workers_run_at_a_lower_cpu_priority() {
+        use std::path::Path;
+
+        let hasher = AsyncHasher::new(FAST, 1, 0);
+        let tid = hasher
+            .run(|| Ok(std::fs::read_link("/proc/thread-self").map(|l| Path::new("/proc").join(l))))
+            .await
+            .unwrap()
+            .unwrap();
+        let stat = std::fs::read_to_string(tid.join("stat")).unwrap();
+        // Fields after the parenthesised name; niceness is field 19 overall, 17th after it.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
+        assert_eq!(nice, 19, "{stat}");
+        let comm = std::fs::read_to_string(tid.join("comm")).unwrap();
+        assert!(comm.starts_with("rampart-hash-"), "{comm}");
     }
 
     #[test]

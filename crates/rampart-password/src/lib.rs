@@ -5,7 +5,7 @@
 //!   and [`dummy_verify`] so unknown users cost the same time as known ones.
 //! - [`policy`]: [`PasswordPolicy`] — length 12..=256 characters by default, a bundled list of
 //!   30,000 common passwords, no part of the account's email; no composition rules.
-//! - [`hasher`]: [`AsyncHasher`] runs the work on tokio's blocking pool behind a semaphore and
+//! - [`hasher`]: [`AsyncHasher`] runs the work on low-priority worker threads behind a semaphore and
 //!   fails fast with [`PasswordError::Busy`] when its queue is full.
 //!
 //! ```

@@ -37,7 +37,7 @@ pub struct Inner {
     pub sessions: SessionManager,
     /// Session cookie settings.
     pub cookie: CookieConfig,
-    /// Password hashing on the blocking pool.
+    /// Password hashing on low-priority worker threads.
     pub hasher: AsyncHasher,
     /// Password policy.
     pub password_policy: PasswordPolicy,
