@@ -72,10 +72,19 @@ impl<V> BoundedMap<V> {
         Self { shards, hasher: RandomState::new(), evictions: AtomicU64::new(0), capacity }
     }
 
-    fn shard(&self, key: &str) -> &Mutex<Shard<V>> {
+    fn shard_index(&self, key: &str) -> usize {
         let n = self.shards.len() as u64;
-        let i = usize::try_from(self.hasher.hash_one(key) % n).unwrap_or(0);
-        &self.shards[i]
+        usize::try_from(self.hasher.hash_one(key) % n).unwrap_or(0)
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<Shard<V>> {
+        &self.shards[self.shard_index(key)]
+    }
+
+    /// Which shard holds `key` (for tests that need keys in different shards).
+    #[cfg(test)]
+    pub(crate) fn shard_of(&self, key: &str) -> usize {
+        self.shard_index(key)
     }
 
     /// Runs `f` on the live value of `key` (None if absent or expired at `now`) under the
@@ -96,22 +105,60 @@ impl<V> BoundedMap<V> {
         }
         let current = live.and_then(|i| shard.nodes[i as usize].entry.as_ref()).map(|e| &e.value);
         let (write, out) = f(current);
-        match (write, live) {
-            (Write::Keep, Some(i)) => shard.touch(i),
-            (Write::Put(value, expires_at), Some(i)) => {
-                if let Some(e) = shard.nodes[i as usize].entry.as_mut() {
-                    e.value = value;
-                    e.expires_at = expires_at;
+        if shard.apply(key, live, write, now) {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Like [`update`](Self::update) for several keys at once, atomically: `f` sees the live
+    /// value of every key (in the order given) and returns one [`Write`] per key, all applied
+    /// before any other thread can read one of the keys. A key given twice is read twice and
+    /// written in order (the last write wins).
+    ///
+    /// The shards involved are locked in ascending index order, the only place that holds more
+    /// than one shard lock, so concurrent calls cannot deadlock.
+    pub(crate) fn update_many<R>(
+        &self,
+        keys: &[&str],
+        now: u64,
+        f: impl FnOnce(&[Option<&V>]) -> (Vec<Write<V>>, R),
+    ) -> R {
+        let shard_of: Vec<usize> = keys.iter().map(|k| self.shard_index(k)).collect();
+        let mut locked = shard_of.clone();
+        locked.sort_unstable();
+        locked.dedup();
+        let mut guards: Vec<_> = locked.iter().map(|&i| self.shards[i].lock()).collect();
+        // Position of each key's shard among the guards.
+        let slot: Vec<usize> =
+            shard_of.iter().map(|i| locked.binary_search(i).unwrap_or_default()).collect();
+        for (key, &g) in keys.iter().zip(&slot) {
+            let shard = &mut guards[g];
+            if let Some(i) = shard.map.get(*key).copied() {
+                if shard.expired(i, now) {
+                    shard.remove(i);
                 }
-                shard.touch(i);
             }
-            (Write::Put(value, expires_at), None) => {
-                if shard.insert(key, value, expires_at, now) {
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                }
+        }
+        let (writes, out) = {
+            let current: Vec<Option<&V>> = keys
+                .iter()
+                .zip(&slot)
+                .map(|(key, &g)| {
+                    let shard = &guards[g];
+                    let i = shard.map.get(*key).copied()?;
+                    shard.nodes[i as usize].entry.as_ref().map(|e| &e.value)
+                })
+                .collect();
+            f(&current)
+        };
+        for ((key, &g), write) in keys.iter().zip(&slot).zip(writes) {
+            let shard = &mut guards[g];
+            // Looked up again: an earlier write of this batch may have inserted or evicted it.
+            let live = shard.map.get(*key).copied();
+            if shard.apply(key, live, write, now) {
+                self.evictions.fetch_add(1, Ordering::Relaxed);
             }
-            (Write::Remove, Some(i)) => shard.remove(i),
-            (Write::Keep | Write::Remove, None) => {}
         }
         out
     }
@@ -149,6 +196,27 @@ impl<V> Shard<V> {
             inserts_since_sweep: 0,
             swept: false,
         }
+    }
+
+    /// Applies `write` to `key`, held at `live` (None if absent); returns whether a live entry
+    /// had to be evicted to make room.
+    fn apply(&mut self, key: &str, live: Option<u32>, write: Write<V>, now: u64) -> bool {
+        match (write, live) {
+            (Write::Keep, Some(i)) => self.touch(i),
+            (Write::Put(value, expires_at), Some(i)) => {
+                if let Some(e) = self.nodes[i as usize].entry.as_mut() {
+                    e.value = value;
+                    e.expires_at = expires_at;
+                }
+                self.touch(i);
+            }
+            (Write::Put(value, expires_at), None) => {
+                return self.insert(key, value, expires_at, now);
+            }
+            (Write::Remove, Some(i)) => self.remove(i),
+            (Write::Keep | Write::Remove, None) => {}
+        }
+        false
     }
 
     fn expired(&self, i: u32, now: u64) -> bool {
@@ -338,6 +406,55 @@ mod tests {
         }
         // Every key still reachable reads back the last value written to it.
         let held = (0..12).filter(|k| get(&m, &format!("k{k}"), 0).is_some()).count();
+        assert_eq!(held, m.len());
+    }
+
+    #[test]
+    fn update_many_reads_and_writes_every_key_and_handles_repeats() {
+        let m = BoundedMap::new(100, 4);
+        put(&m, "a", 1, u64::MAX, 0);
+        put(&m, "old", 1, 5, 0);
+        let seen = m.update_many(&["a", "b", "a", "old"], 10, |values| {
+            let seen: Vec<Option<u32>> = values.iter().map(|v| v.copied()).collect();
+            let writes = vec![
+                Write::Put(2, u64::MAX),
+                Write::Put(3, u64::MAX),
+                Write::Put(4, u64::MAX),
+                Write::Keep,
+            ];
+            (writes, seen)
+        });
+        // Expired entries read as absent; a repeated key reads the same value twice.
+        assert_eq!(seen, [Some(1), None, Some(1), None]);
+        assert_eq!(get(&m, "a", 10), Some(4));
+        assert_eq!(get(&m, "b", 10), Some(3));
+        assert_eq!(m.len(), 2);
+        // A new key written twice is inserted once.
+        m.update_many(&["c", "c"], 10, |_| {
+            (vec![Write::Put(5, u64::MAX), Write::Put(6, u64::MAX)], ())
+        });
+        assert_eq!(get(&m, "c", 10), Some(6));
+        assert_eq!(m.len(), 3);
+        m.update_many(&["c", "b"], 10, |_| (vec![Write::Remove, Write::Keep], ()));
+        assert_eq!(get(&m, "c", 10), None);
+        assert_eq!(m.len(), 2);
+    }
+
+    #[test]
+    fn update_many_keeps_the_bound_and_the_structure_when_it_evicts() {
+        let m = BoundedMap::new(4, 1);
+        for round in 0..40u32 {
+            let keys: Vec<String> = (0..3).map(|k| format!("k{}", (round * 2 + k) % 9)).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            m.update_many(&keys, 0, |_| {
+                (keys.iter().map(|_| Write::Put(round, u64::MAX)).collect(), ())
+            });
+            assert!(m.len() <= 4);
+            for k in &keys {
+                assert_eq!(get(&m, k, 0), Some(round), "round {round} key {k}");
+            }
+        }
+        let held = (0..9).filter(|k| get(&m, &format!("k{k}"), 0).is_some()).count();
         assert_eq!(held, m.len());
     }
 

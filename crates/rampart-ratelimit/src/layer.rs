@@ -1,12 +1,15 @@
 //! [`RateLimitLayer`]: a tower layer that applies [`Rule`]s through a [`RateLimitStore`].
 //!
-//! Every rule that matches a request is checked in order, each under its own key. If one
-//! refuses, the request stops there with `429 Too Many Requests`; otherwise it goes on and the
-//! response carries the state of every matched quota.
+//! Every rule that matches a request has its own key, and all of them are checked together
+//! with one [`RateLimitStore::check_all`] call (one round trip to a shared store): the request
+//! goes on only if every quota of every matching rule admits it, and only then is each rule
+//! charged. If any refuses, the request stops with `429 Too Many Requests` and no rule is
+//! charged. Either way the response carries the state of every matched quota.
 //!
 //! # Responses
 //! - **429**: the JSON error body with code `rate_limited`, `Retry-After` in whole seconds
-//!   (rounded up, at least 1), `RateLimit-Policy` and `RateLimit`; a [`RateLimited`] value is
+//!   (the longest wait among the refusing quotas, rounded up, at least 1), `RateLimit-Policy`
+//!   and `RateLimit`; a [`RateLimited`] value naming the first refusing rule (in rule order) is
 //!   put into the response extensions for the audit layer.
 //! - **Admitted**: the inner response plus `RateLimit-Policy` and `RateLimit`.
 //! - **Store error**: `503` with code `rate_limit_unavailable` (fail closed), the
@@ -24,11 +27,14 @@
 //! Policies are named `{rule name}:{quota}` (the quota in its [`Display`](std::fmt::Display)
 //! form), which is unique per response and tells a client which limit it hit. `q` is the
 //! limit, `w` the period in seconds, `r` the requests left now, `t` the seconds until the
-//! quota is fully available again (rounded up).
+//! quota is fully available again (rounded up). On a 429 nothing was spent, so `r` and `t` are
+//! the state before the request.
 //!
 //! # Security
-//! - Rules run in order and each admission spends from its own key: when a later rule refuses,
-//!   the earlier rules' admissions are already spent (the store is atomic per key only).
+//! - All matching rules are decided atomically: a request refused by one rule consumes nothing
+//!   from the others, so hammering a tightly limited route does not drain a wider rule's
+//!   budget, and concurrent requests (or instances sharing a store) cannot slip between the
+//!   checks of two rules.
 //! - Failing closed keeps an outage from disabling the limits; it also makes the store a
 //!   dependency of every matched request.
 //! - Key choice, client-address fallback and IPv6 grouping are described in [`crate::rule`].
@@ -49,7 +55,7 @@ use http::{Request, StatusCode};
 use tower::{Layer, Service};
 
 use crate::quota::ceil_secs;
-use crate::{Decision, RateLimitError, RateLimitStore, Rule};
+use crate::{Decision, Quota, RateLimitError, RateLimitStore, Rule};
 
 /// The `RateLimit-Policy` header.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -149,25 +155,42 @@ where
             .unwrap_or_default()
             .to_owned();
         Box::pin(async move {
-            let mut seen: Vec<(&Rule, Decision)> = Vec::with_capacity(plan.len());
-            for (index, key) in plan {
-                let Some(rule) = layer.rules.get(index) else { continue };
-                match layer.store.check(&key, &rule.quotas).await {
-                    Ok(decision) if decision.allowed => seen.push((rule, decision)),
-                    Ok(decision) => {
-                        tracing::debug!(rule = %rule.name, "request refused by rate limit");
-                        let retry_after = decision.retry_after;
-                        seen.push((rule, decision));
-                        let limited = RateLimited { rule: rule.name.clone(), key };
-                        return Ok(too_many_requests(&request_id, retry_after, &seen, limited));
-                    }
-                    Err(error) => {
-                        tracing::warn!(rule = %rule.name, error = %error,
-                            source = ?std::error::Error::source(&error).map(ToString::to_string),
-                            "rate-limit store failed; refusing the request (fail closed)");
-                        return Ok(unavailable(&request_id, error));
-                    }
+            let matched: Vec<(&Rule, String)> = plan
+                .into_iter()
+                .filter_map(|(index, key)| layer.rules.get(index).map(|rule| (rule, key)))
+                .collect();
+            let checks: Vec<(&str, &[Quota])> =
+                matched.iter().map(|(rule, key)| (key.as_str(), rule.quotas.as_slice())).collect();
+            let decisions = match layer.store.check_all(&checks).await {
+                Ok(decisions) if decisions.len() == checks.len() => Ok(decisions),
+                Ok(_) => Err(RateLimitError::InvalidState {
+                    detail: "rate-limit store returned a wrong number of decisions",
+                }),
+                Err(error) => Err(error),
+            };
+            let decisions = match decisions {
+                Ok(decisions) => decisions,
+                Err(error) => {
+                    let rules: Vec<&str> = matched.iter().map(|(r, _)| r.name.as_str()).collect();
+                    tracing::warn!(rules = ?rules, error = %error,
+                        source = ?std::error::Error::source(&error).map(ToString::to_string),
+                        "rate-limit store failed; refusing the request (fail closed)");
+                    return Ok(unavailable(&request_id, error));
                 }
+            };
+            let seen: Vec<(&Rule, Decision)> =
+                matched.iter().map(|(rule, _)| *rule).zip(decisions).collect();
+            if let Some(first) = seen.iter().position(|(_, d)| !d.allowed) {
+                let retry_after = seen
+                    .iter()
+                    .filter(|(_, d)| !d.allowed)
+                    .map(|(_, d)| d.retry_after)
+                    .max()
+                    .unwrap_or_default();
+                let (rule, key) = &matched[first];
+                tracing::debug!(rule = %rule.name, "request refused by rate limit");
+                let limited = RateLimited { rule: rule.name.clone(), key: key.clone() };
+                return Ok(too_many_requests(&request_id, retry_after, &seen, limited));
             }
             let mut response = inner.call(req).await?;
             set_headers(&mut response, &seen);

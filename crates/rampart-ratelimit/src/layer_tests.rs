@@ -187,7 +187,143 @@ async fn every_matching_rule_must_admit() {
     let ok = call(&layer, request(Method::POST, "/upload", "192.0.2.1")).await;
     assert_eq!(header(&ok, &RATELIMIT), r#""wide:10/1m";r=9;t=6, "narrow:1/1m";r=0;t=60"#);
     let refused = call(&layer, request(Method::POST, "/upload", "192.0.2.1")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.extensions().get::<RateLimited>().map(|r| r.rule.as_str()), Some("narrow"));
+    // The 429 shows every matched rule; the wide one was not charged for the refusal.
+    assert_eq!(header(&refused, &RATELIMIT), r#""wide:10/1m";r=9;t=6, "narrow:1/1m";r=0;t=60"#);
+    assert_eq!(header(&refused, &RETRY_AFTER), "60");
+}
+
+#[tokio::test]
+async fn a_request_refused_by_a_later_rule_consumes_nothing_from_earlier_rules() {
+    let (store, clock) = store();
+    let mut per_user = rule("uploads", vec![], "/upload", &["1/1m"]);
+    per_user.key = KeyKind::UserId;
+    let layer = RateLimitLayer::new(store, vec![rule("per-ip", vec![], "/", &["3/1h"]), per_user]);
+    let upload = |ip: &str| {
+        let mut req = request(Method::POST, "/upload", ip);
+        req.extensions_mut()
+            .insert(RateLimitSubject { user_id: Some("alice".into()), api_key_id: None });
+        req
+    };
+    // Alice spends her upload from one address...
+    assert_eq!(call(&layer, upload("192.0.2.9")).await.status(), StatusCode::OK);
+    // ...so from another one the second rule refuses, again and again.
+    for _ in 0..10 {
+        let refused = call(&layer, upload("192.0.2.1")).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.extensions().get::<RateLimited>().map(|r| r.key.as_str()),
+            Some("rl:uploads:user:alice")
+        );
+        assert_eq!(
+            header(&refused, &RATELIMIT),
+            r#""per-ip:3/1h";r=3;t=0, "uploads:1/1m";r=0;t=60"#
+        );
+    }
+    // Once the upload key frees up, the first rule still has its full quota for this address.
+    clock.advance(time::Duration::minutes(1));
+    let ok = call(&layer, upload("192.0.2.1")).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(header(&ok, &RATELIMIT), r#""per-ip:3/1h";r=2;t=1200, "uploads:1/1m";r=0;t=60"#);
+    for _ in 0..2 {
+        assert_eq!(
+            call(&layer, request(Method::POST, "/x", "192.0.2.1")).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        call(&layer, request(Method::POST, "/x", "192.0.2.1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn retry_after_is_the_longest_wait_among_refusing_rules() {
+    let (store, _) = store();
+    let layer = RateLimitLayer::new(
+        store,
+        vec![rule("a", vec![], "/", &["1/10s"]), rule("b", vec![], "/", &["1/1m", "100/1h"])],
+    );
+    assert_eq!(
+        call(&layer, request(Method::POST, "/", "192.0.2.1")).await.status(),
+        StatusCode::OK
+    );
+    let refused = call(&layer, request(Method::POST, "/", "192.0.2.1")).await;
+    assert_eq!(header(&refused, &RETRY_AFTER), "60");
+    assert_eq!(refused.extensions().get::<RateLimited>().map(|r| r.rule.as_str()), Some("a"));
+}
+
+/// Counts `check_all` calls and how many keys each carried, deciding with a memory store.
+#[derive(Debug)]
+struct Counting {
+    inner: MemoryRateLimitStore,
+    calls: parking_lot::Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl RateLimitStore for Counting {
+    async fn check_all(
+        &self,
+        checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        self.calls.lock().push(checks.len());
+        self.inner.check_all(checks).await
+    }
+
+    async fn check(&self, _key: &str, _quotas: &[Quota]) -> Result<Decision, RateLimitError> {
+        unreachable!("the layer checks all its rules with one check_all call")
+    }
+}
+
+#[tokio::test]
+async fn the_store_is_called_once_per_request_with_every_matching_rule() {
+    let store = Arc::new(Counting {
+        inner: MemoryRateLimitStore::new(100, Arc::new(ManualClock::at_epoch())),
+        calls: parking_lot::Mutex::new(Vec::new()),
+    });
+    let layer = RateLimitLayer::new(
+        store.clone(),
+        vec![
+            rule("wide", vec![], "/", &["10/1m"]),
+            rule("narrow", vec![], "/upload", &["1/1m"]),
+            rule("reads", vec![Method::GET], "/", &["10/1m"]),
+        ],
+    );
+    call(&layer, request(Method::POST, "/upload", "192.0.2.1")).await;
+    call(&layer, request(Method::POST, "/upload", "192.0.2.1")).await;
+    call(&layer, request(Method::POST, "/other", "192.0.2.1")).await;
+    call(&layer, request(Method::GET, "/upload", "192.0.2.1")).await;
+    call(&layer, request(Method::DELETE, "/nothing-matches-but-wide", "192.0.2.1")).await;
+    assert_eq!(*store.calls.lock(), vec![2, 2, 1, 3, 1]);
+}
+
+/// Answers with fewer decisions than keys.
+#[derive(Debug)]
+struct Short;
+
+#[async_trait]
+impl RateLimitStore for Short {
+    async fn check_all(
+        &self,
+        _checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        Ok(vec![Decision::unlimited()])
+    }
+}
+
+#[tokio::test]
+async fn a_store_answering_the_wrong_number_of_decisions_fails_closed() {
+    let layer = RateLimitLayer::new(
+        Arc::new(Short),
+        vec![rule("a", vec![], "/", &["1/1s"]), rule("b", vec![], "/", &["1/1s"])],
+    );
+    let response = call(&layer, request(Method::POST, "/", "192.0.2.1")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(matches!(
+        response.extensions().get::<RateLimitError>(),
+        Some(RateLimitError::InvalidState { .. })
+    ));
 }
 
 #[tokio::test]
@@ -221,7 +357,10 @@ struct Broken;
 
 #[async_trait]
 impl RateLimitStore for Broken {
-    async fn check(&self, _key: &str, _quotas: &[Quota]) -> Result<Decision, RateLimitError> {
+    async fn check_all(
+        &self,
+        _checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
         Err(RateLimitError::unavailable(std::io::Error::other("secret-host:6379 refused")))
     }
 }

@@ -2,8 +2,10 @@
 //! that answers with IETF `RateLimit` headers, and login regulation per account and address.
 //!
 //! - [`quota`]: [`Quota`], written `200/60s`, `5/1m`, `1000/1h`.
-//! - [`gcra`]: the algorithm as pure functions ([`gcra::evaluate`]), for stores to call or mirror.
-//! - [`store`]: [`RateLimitStore`] (all quotas of a key checked atomically) and [`FallbackStore`].
+//! - [`gcra`]: the algorithm as pure functions ([`gcra::evaluate`], [`gcra::evaluate_all`]), for
+//!   stores to call or mirror.
+//! - [`store`]: [`RateLimitStore`] (all quotas of all keys of a request checked atomically) and
+//!   [`FallbackStore`].
 //! - [`memory`]: [`MemoryRateLimitStore`], sharded, bounded, expired-first then LRU eviction.
 //! - [`rule`]: [`Rule`] and [`KeyKind`] (client IP, user, API key, per route), readable from TOML.
 //! - [`layer`]: [`RateLimitLayer`]: `429` with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
@@ -38,11 +40,11 @@
 //! ```
 //!
 //! # Security
-//! Each module documents its own considerations. In short: refused requests consume nothing;
-//! in-memory state is bounded; the layer fails closed when its store fails (use
-//! [`FallbackStore`] to degrade to per-process limits instead); anonymous requests under a
-//! per-user rule are limited by address; time comes only from the injected
-//! [`rampart_core::Clock`].
+//! Each module documents its own considerations. In short: refused requests consume nothing,
+//! from any of the rules that matched them; in-memory state is bounded; the layer fails closed
+//! when its store fails (use [`FallbackStore`] to degrade to per-process limits instead);
+//! anonymous requests under a per-user rule are limited by address; time comes only from the
+//! injected [`rampart_core::Clock`].
 
 pub mod error;
 pub mod gcra;

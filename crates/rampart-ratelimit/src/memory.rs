@@ -14,6 +14,14 @@
 //! the default capacity of 1 000 000 keys needs in the order of 135 to 200 MB when full. The
 //! test `memory_per_key_is_in_the_documented_range` recomputes this estimate from the types.
 //!
+//! # Several keys at once
+//! [`check_all`](RateLimitStore::check_all) locks the shards of all its keys, in ascending
+//! shard order (so two batches can never wait on each other in a cycle), reads every key,
+//! decides with [`gcra::evaluate_all`] and writes the new TATs of every key, or of none, before
+//! releasing any lock. A single check locks one shard. The TATs of a key are kept index by
+//! index, like the fields of the Redis hash: a check with fewer quotas than were stored leaves
+//! the others as they are.
+//!
 //! # Eviction
 //! The store never holds more than its capacity. When a shard is full, it drops expired
 //! entries first (an entry expires once its latest TAT has passed: it then carries no
@@ -96,23 +104,65 @@ impl MemoryRateLimitStore {
 
     /// The synchronous form of [`RateLimitStore::check`].
     pub fn check_now(&self, key: &str, quotas: &[Quota]) -> Decision {
-        if quotas.is_empty() {
-            return Decision::unlimited();
+        self.check_all_now(&[(key, quotas)]).pop().unwrap_or_else(Decision::unlimited)
+    }
+
+    /// The synchronous form of [`RateLimitStore::check_all`]: every key of `checks` decided
+    /// under the locks of all the shards involved, with [`gcra::evaluate_all`].
+    pub fn check_all_now(&self, checks: &[(&str, &[Quota])]) -> Vec<Decision> {
+        let mut out = vec![Decision::unlimited(); checks.len()];
+        // Entries without quotas are unlimited and touch nothing.
+        let limited: Vec<usize> = (0..checks.len()).filter(|&i| !checks[i].1.is_empty()).collect();
+        if limited.is_empty() {
+            return out;
         }
+        // Distinct keys, and which of them each limited entry uses.
+        let mut keys: Vec<&str> = Vec::with_capacity(limited.len());
+        let key_of: Vec<usize> = limited
+            .iter()
+            .map(|&i| {
+                let key = checks[i].0;
+                keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
         let now = now_ns(self.clock.as_ref());
-        self.map.update(key, now, |stored| {
-            let tats: Vec<Option<u64>> = match stored {
-                Some(tats) if tats.len() == quotas.len() => tats.iter().map(|&t| Some(t)).collect(),
-                _ => Vec::new(),
-            };
-            match gcra::evaluate(now, &tats, quotas) {
-                (decision, Some(new)) => {
-                    let expires_at = gcra::expires_at(&new);
-                    (Write::Put(new.into_boxed_slice(), expires_at), decision)
+        let decisions = self.map.update_many(&keys, now, |stored| {
+            let read: Vec<Vec<Option<u64>>> = stored
+                .iter()
+                .map(|tats| tats.map_or_else(Vec::new, |t| t.iter().map(|&t| Some(t)).collect()))
+                .collect();
+            let entries: Vec<gcra::Entry<'_, usize>> = limited
+                .iter()
+                .zip(&key_of)
+                .map(|(&i, &k)| (k, read[k].as_slice(), checks[i].1))
+                .collect();
+            let (decisions, new) = gcra::evaluate_all(now, &entries);
+            let writes = match new {
+                None => keys.iter().map(|_| Write::Keep).collect(),
+                Some(new) => {
+                    let mut merged: Vec<Vec<u64>> =
+                        stored.iter().map(|t| t.map_or_else(Vec::new, |t| t.to_vec())).collect();
+                    for (tats, &k) in new.iter().zip(&key_of) {
+                        gcra::overwrite(&mut merged[k], tats);
+                    }
+                    merged
+                        .into_iter()
+                        .map(|tats| {
+                            let expires_at = gcra::expires_at(&tats);
+                            Write::Put(tats.into_boxed_slice(), expires_at)
+                        })
+                        .collect()
                 }
-                (decision, None) => (Write::Keep, decision),
-            }
-        })
+            };
+            (writes, decisions)
+        });
+        for (i, decision) in limited.into_iter().zip(decisions) {
+            out[i] = decision;
+        }
+        out
     }
 }
 
@@ -129,6 +179,13 @@ impl fmt::Debug for MemoryRateLimitStore {
 impl RateLimitStore for MemoryRateLimitStore {
     async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
         Ok(self.check_now(key, quotas))
+    }
+
+    async fn check_all(
+        &self,
+        checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        Ok(self.check_all_now(checks))
     }
 }
 
@@ -303,6 +360,128 @@ mod tests {
         let total = node as f64 + map_slot + key_alloc as f64 + tats as f64;
         println!("approximate bytes per key with two quotas: {total:.0}");
         assert!((120.0..220.0).contains(&total), "estimate {total} drifted from the docs");
+    }
+
+    #[tokio::test]
+    async fn batch_refused_by_the_second_key_consumes_nothing_from_the_first() {
+        let (store, clock) = setup(100);
+        let (wide, narrow) = ([q("3/1h")], [q("1/10s")]);
+        // Spend the second key on its own.
+        assert!(store.check_now("narrow", &narrow).allowed);
+        for _ in 0..20 {
+            let d = store.check_all(&[("wide", &wide), ("narrow", &narrow)]).await.unwrap();
+            assert!(d[0].allowed && !d[1].allowed);
+            assert_eq!(d[0].quotas[0].remaining, 3, "the first key was charged");
+            assert_eq!(d[1].retry_after, Duration::from_secs(10));
+        }
+        // Once the second key frees up, the first still has its whole quota.
+        advance(&clock, Duration::from_secs(10));
+        let d = store.check_all_now(&[("wide", &wide), ("narrow", &narrow)]);
+        assert!(d[0].allowed && d[1].allowed);
+        assert_eq!(d[0].quotas[0].remaining, 2);
+        let mut admitted = 1;
+        for _ in 0..5 {
+            admitted += u32::from(store.check_now("wide", &wide).allowed);
+        }
+        assert_eq!(admitted, 3);
+    }
+
+    #[tokio::test]
+    async fn batch_admits_only_when_every_key_admits_and_then_charges_each() {
+        let (store, _) = setup(100);
+        let (a, b) = ([q("2/1m")], [q("5/1m"), q("3/1h")]);
+        let checks: [(&str, &[Quota]); 3] = [("a", &a), ("free", &[]), ("b", &b)];
+        for left in [1, 0] {
+            let d = store.check_all_now(&checks);
+            assert!(d.iter().all(|d| d.allowed));
+            assert_eq!(d[0].quotas[0].remaining, left);
+            assert_eq!(d[1], Decision::unlimited());
+        }
+        let d = store.check_all_now(&checks);
+        assert!(!d[0].allowed && d[2].allowed);
+        assert_eq!(d[2].quotas[1].remaining, 1);
+        // The refused batch left `b` at one unit of its hourly quota.
+        assert!(store.check_now("b", &b).allowed);
+        assert!(!store.check_now("b", &b).allowed);
+        assert!(!store.is_empty());
+        assert_eq!(store.check_all_now(&[]), Vec::<Decision>::new());
+    }
+
+    #[tokio::test]
+    async fn repeated_key_in_a_batch_is_charged_once_per_entry_or_not_at_all() {
+        let (store, _) = setup(100);
+        let quotas = [q("3/1h")];
+        let twice = [("k", &quotas[..]), ("k", &quotas[..])];
+        let d = store.check_all_now(&twice);
+        assert!(d.iter().all(|d| d.allowed));
+        assert_eq!(d[1].quotas[0].remaining, 1);
+        // One unit left, two needed: refused, and the last unit is still there.
+        assert!(!store.check_all_now(&twice)[1].allowed);
+        assert!(store.check_now("k", &quotas).allowed);
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_check_with_fewer_quotas_keeps_the_others_and_their_expiry() {
+        let (store, clock) = setup(100);
+        // Two rules sharing a key (same name), one with an hourly second quota.
+        let (two, one) = ([q("5/1s"), q("1/1h")], [q("5/1s")]);
+        assert!(store.check_now("k", &two).allowed);
+        assert!(store.check_now("k", &one).allowed);
+        advance(&clock, Duration::from_secs(2));
+        assert_eq!(store.purge_expired(), 0);
+        assert!(!store.check_now("k", &two).allowed);
+    }
+
+    #[test]
+    fn concurrent_batches_never_admit_more_than_any_key_allows() {
+        let clock = ManualClock::at_epoch();
+        let store = MemoryRateLimitStore::new(1_000, Arc::new(clock));
+        // Two keys in different shards, so that batches lock two shards in either order.
+        let a = "rl:wide:ip:192.0.2.1";
+        let b = (0..)
+            .map(|i| format!("rl:narrow:ip:192.0.2.{i}"))
+            .find(|k| store.map.shard_of(k) != store.map.shard_of(a))
+            .unwrap();
+        let b = b.as_str();
+        let (qa, qb) = ([q("40/1h")], [q("60/1h"), q("1000/1d")]);
+        let (qa, qb) = (&qa[..], &qb[..]);
+        // Per thread: admitted requests that needed both keys, and those that needed only b.
+        let counts: Vec<(u32, u32)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|t| {
+                    let store = &store;
+                    scope.spawn(move || {
+                        let (mut both, mut only) = (0, 0);
+                        for i in 0..300 {
+                            let d = match (t + i) % 3 {
+                                0 => store.check_all_now(&[(a, qa), (b, qb)]),
+                                1 => store.check_all_now(&[(b, qb), (a, qa)]),
+                                _ => {
+                                    only += u32::from(store.check_now(b, qb).allowed);
+                                    continue;
+                                }
+                            };
+                            // The request passes only if every decision admits it.
+                            both += u32::from(d.iter().all(|d| d.allowed));
+                        }
+                        (both, only)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let both: u32 = counts.iter().map(|c| c.0).sum();
+        let only: u32 = counts.iter().map(|c| c.1).sum();
+        assert!(both <= 40, "key a admitted {both} of 40");
+        // No time passes, so b, asked far more often than it allows, ends exactly spent.
+        assert_eq!(both + only, 60, "key b admitted {} of 60", both + only);
+        // a was charged exactly for the batches admitted: refused batches took nothing.
+        let mut rest = 0;
+        for _ in 0..50 {
+            rest += u32::from(store.check_now(a, qa).allowed);
+        }
+        assert_eq!(both + rest, 40);
     }
 
     #[test]

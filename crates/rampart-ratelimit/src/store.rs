@@ -2,17 +2,22 @@
 //! local memory store while a shared store is down.
 //!
 //! # Contract for implementations
-//! `check` evaluates every quota for the key in one atomic step using [`gcra::evaluate`]:
-//! load the TATs, evaluate, and write the new TATs only when the request is admitted (with an
-//! expiry of [`gcra::expires_at`]). A shared backend does this server-side (for example in one
-//! script) so that concurrent instances cannot both spend the last unit.
+//! `check_all` decides one request against every key it is given (one per matching rule) in
+//! one atomic step using [`gcra::evaluate_all`]: load the TATs of every key, evaluate, and
+//! write the new TATs of every key only when every quota of every key admits the request
+//! (each key with an expiry of [`gcra::expires_at`]); when any refuses, write nothing on any
+//! key. It returns one [`Decision`] per key, in order, so that callers can report each rule's
+//! state; the request may be retried after the longest `retry_after` among the refusals. A
+//! shared backend does this server-side (for example in one script call for all the keys) so
+//! that concurrent instances cannot both spend the last unit. `check` is the same for one key
+//! and by default calls `check_all`.
 //!
 //! # Security
 //! [`FallbackStore`] fails *soft*: while the primary is down, limits are enforced per process
 //! by the local store, so a client gets at most the quota from each instance, never more, and
 //! never unlimited access. The first success from the primary switches back at once.
 //!
-//! [`gcra::evaluate`]: crate::gcra::evaluate
+//! [`gcra::evaluate_all`]: crate::gcra::evaluate_all
 //! [`gcra::expires_at`]: crate::gcra::expires_at
 
 use std::fmt::Debug;
@@ -29,13 +34,38 @@ use crate::{Decision, MemoryRateLimitStore, Quota, RateLimitError};
 /// Where rate-limit state lives.
 #[async_trait]
 pub trait RateLimitStore: Debug + Send + Sync + 'static {
+    /// Checks one request against several keys, each with its quotas, in one atomic step: the
+    /// request is admitted only if every quota of every key admits it, and then each key is
+    /// charged; if any refuses, nothing is consumed on any key. Returns one decision per entry
+    /// of `checks`, in order (see the [module docs](self) and [`gcra::evaluate_all`]); an entry
+    /// without quotas gets [`Decision::unlimited`].
+    ///
+    /// [`gcra::evaluate_all`]: crate::gcra::evaluate_all
+    async fn check_all(&self, checks: &[(&str, &[Quota])])
+        -> Result<Vec<Decision>, RateLimitError>;
+
     /// Checks one request for `key` against all `quotas` at once: admitted only if every quota
     /// admits it; a refused request changes nothing.
-    async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError>;
+    async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
+        let mut decisions = self.check_all(&[(key, quotas)]).await?;
+        match (decisions.pop(), decisions.is_empty()) {
+            (Some(decision), true) => Ok(decision),
+            _ => Err(RateLimitError::InvalidState {
+                detail: "rate-limit store returned a wrong number of decisions",
+            }),
+        }
+    }
 }
 
 #[async_trait]
 impl<T: RateLimitStore + ?Sized> RateLimitStore for Arc<T> {
+    async fn check_all(
+        &self,
+        checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        (**self).check_all(checks).await
+    }
+
     async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
         (**self).check(key, quotas).await
     }
@@ -75,25 +105,55 @@ impl FallbackStore {
     }
 }
 
+impl FallbackStore {
+    /// Records the primary's success.
+    fn recovered(&self) {
+        if self.degraded.swap(false, Ordering::Relaxed) {
+            tracing::info!("rate-limit store recovered; using the shared store again");
+        }
+    }
+
+    /// Records the primary's failure, logging it at most once per [`FALLBACK_WARN_INTERVAL`].
+    fn failed(&self, error: &RateLimitError) {
+        self.degraded.store(true, Ordering::Relaxed);
+        if self.warn_gate.should_log(now_ns(self.local.clock().as_ref())) {
+            tracing::warn!(
+                error = %error,
+                source = ?std::error::Error::source(error).map(ToString::to_string),
+                "rate-limit store failed; limiting with the local memory store"
+            );
+        }
+    }
+}
+
 #[async_trait]
 impl RateLimitStore for FallbackStore {
+    /// All keys go to the primary in one call; if it fails, all of them are decided by the
+    /// local store, with the same all-or-nothing rule.
+    async fn check_all(
+        &self,
+        checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        match self.primary.check_all(checks).await {
+            Ok(decisions) => {
+                self.recovered();
+                Ok(decisions)
+            }
+            Err(error) => {
+                self.failed(&error);
+                self.local.check_all(checks).await
+            }
+        }
+    }
+
     async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
         match self.primary.check(key, quotas).await {
             Ok(decision) => {
-                if self.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!("rate-limit store recovered; using the shared store again");
-                }
+                self.recovered();
                 Ok(decision)
             }
             Err(error) => {
-                self.degraded.store(true, Ordering::Relaxed);
-                if self.warn_gate.should_log(now_ns(self.local.clock().as_ref())) {
-                    tracing::warn!(
-                        error = %error,
-                        source = ?std::error::Error::source(&error).map(ToString::to_string),
-                        "rate-limit store failed; limiting with the local memory store"
-                    );
-                }
+                self.failed(&error);
                 self.local.check(key, quotas).await
             }
         }
@@ -142,11 +202,14 @@ mod tests {
 
     #[async_trait]
     impl RateLimitStore for Flaky {
-        async fn check(&self, _key: &str, _quotas: &[Quota]) -> Result<Decision, RateLimitError> {
+        async fn check_all(
+            &self,
+            checks: &[(&str, &[Quota])],
+        ) -> Result<Vec<Decision>, RateLimitError> {
             if self.down.load(Ordering::Relaxed) {
                 Err(RateLimitError::unavailable(std::io::Error::other("connection refused")))
             } else {
-                Ok(Decision::unlimited())
+                Ok(vec![Decision::unlimited(); checks.len()])
             }
         }
     }
@@ -183,6 +246,48 @@ mod tests {
         // The primary admits everything, so the answer now comes from it.
         assert!(store.check("k", &quotas).await.unwrap().allowed);
         assert!(!store.is_degraded());
+    }
+
+    #[tokio::test]
+    async fn batches_fall_back_whole_and_stay_all_or_nothing() {
+        let (primary, store) = setup();
+        let (wide, narrow) = (["5/1m".parse().unwrap()], ["1/1m".parse().unwrap()]);
+        let checks: [(&str, &[Quota]); 2] = [("wide", &wide), ("narrow", &narrow)];
+        primary.down.store(true, Ordering::Relaxed);
+        let d = store.check_all(&checks).await.unwrap();
+        assert!(d.iter().all(|d| d.allowed));
+        assert!(store.is_degraded());
+        // The local store refuses on `narrow` and charges `wide` nothing for it.
+        for _ in 0..3 {
+            let d = store.check_all(&checks).await.unwrap();
+            assert!(d[0].allowed && !d[1].allowed);
+            assert_eq!(d[0].quotas[0].remaining, 4);
+        }
+        primary.down.store(false, Ordering::Relaxed);
+        let d = store.check_all(&checks).await.unwrap();
+        assert_eq!(d, vec![Decision::unlimited(); 2]);
+        assert!(!store.is_degraded());
+    }
+
+    /// Answers every batch with no decision at all.
+    #[derive(Debug)]
+    struct Mute;
+
+    #[async_trait]
+    impl RateLimitStore for Mute {
+        async fn check_all(
+            &self,
+            _checks: &[(&str, &[Quota])],
+        ) -> Result<Vec<Decision>, RateLimitError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn default_check_is_a_batch_of_one() {
+        let quotas = ["2/1m".parse().unwrap()];
+        assert_eq!(Flaky::default().check("k", &quotas).await.unwrap(), Decision::unlimited());
+        assert!(matches!(Mute.check("k", &quotas).await, Err(RateLimitError::InvalidState { .. })));
     }
 
     #[test]

@@ -9,24 +9,34 @@
 //! # Rate limits: the GCRA script
 //! All quotas of a key live in one hash, `{prefix}{key}`, with one field per quota: field `"0"`
 //! holds the theoretical arrival time (TAT) of the first quota, `"1"` the second, and so on,
-//! each as decimal nanoseconds since the Unix epoch, like the memory store's slots. One check
-//! sends `EVALSHA` with that key and, per quota, the emission interval `T` and tolerance `tau`
-//! in nanoseconds (`0 0` for an invalid quota, which refuses). The script:
+//! each as decimal nanoseconds since the Unix epoch, like the memory store's slots.
+//!
+//! A request is checked against every matching rule with **one** `EVALSHA`
+//! ([`RateLimitStore::check_all`]; `check` is the same with one key): `KEYS` holds one hash
+//! per rule, and `ARGV`, per rule in the same order, the number of quotas and then, per quota,
+//! the emission interval `T` and tolerance `tau` in nanoseconds (`0 0` for an invalid quota,
+//! which refuses). The script:
 //!
 //! 1. reads the time from Redis (`TIME`), so all instances share one clock and a skewed
 //!    instance clock changes nothing;
-//! 2. reads every TAT with one `HMGET`;
-//! 3. applies [`gcra::evaluate`] step by step: `tat = clamp(stored or now, now, now + tau + T)`,
-//!    admitted when `tat - now <= tau`;
-//! 4. only if **every** quota admits: writes `tat + T` for each quota with one `HSET` and sets
-//!    `PEXPIRE` to when the latest new TAT passes (after which the key carries no information).
-//!    A refused request writes nothing, so it consumes nothing;
-//! 5. returns the admission flag, the time it used and the TATs it read.
+//! 2. for each key in order, reads its TATs with one `HMGET` and applies [`gcra::evaluate`]
+//!    step by step: `tat = clamp(stored or now, now, now + tau + T)`, admitted when
+//!    `tat - now <= tau` (a key given twice sees what its earlier, admitting entry would
+//!    write, as [`gcra::evaluate_all`] describes);
+//! 3. only if **every** quota of **every** key admits: writes `tat + T` for each quota of each
+//!    key (one `HSET` per key) and sets `PEXPIRE` to when the key's latest new TAT passes
+//!    (after which it carries no information), never shortening an expiry already set. A
+//!    refused request writes nothing on any key, so it consumes nothing;
+//! 4. returns the admission flag, the time it used and, per key, the TATs it read.
 //!
-//! The store then calls [`gcra::evaluate`] itself on that time and those TATs to build the
-//! [`Decision`] (remaining, reset and retry-after per quota), so the answer is exactly the
-//! memory store's for the same state; a disagreement with the script's flag is reported as
-//! [`RateLimitError::InvalidState`].
+//! The store then calls [`gcra::evaluate_all`] itself on that time and those TATs to build one
+//! [`Decision`] per key (remaining, reset and retry-after per quota), so the answer is exactly
+//! the memory store's for the same state; a disagreement with the script's flag is reported as
+//! [`RateLimitError::InvalidState`]. Keys without quotas are not sent; a request with none
+//! costs no command at all.
+//!
+//! The keys of one request are named in one script call, so they must live on one server:
+//! Redis Cluster is not supported (as for sessions).
 //!
 //! ## Precision
 //! Lua numbers are doubles, exact only up to 2^53, and nanosecond timestamps are near 2^61.
@@ -47,8 +57,9 @@
 //! - `remove` is one `DEL`.
 //!
 //! # Security
-//! - Time comes from Redis, never from the instances, and every decision is one atomic
-//!   script: concurrent instances cannot both spend the last unit of a quota.
+//! - Time comes from Redis, never from the instances, and every decision, for all the rules of
+//!   a request, is one atomic script: concurrent instances cannot both spend the last unit of
+//!   a quota, and a request refused by one rule spends nothing from the others.
 //! - Keys contain whatever the caller passes; the rate-limit layer and the login regulator
 //!   pass client addresses, user ids and keyed hashes of account names, never a credential.
 //! - Any Redis failure (connection, timeout, error reply) becomes
@@ -59,6 +70,7 @@
 //!   password or ACL user and a private network, as for sessions.
 //!
 //! [`gcra::evaluate`]: rampart_ratelimit::gcra::evaluate
+//! [`gcra::evaluate_all`]: rampart_ratelimit::gcra::evaluate_all
 
 use std::fmt;
 use std::time::Duration;
@@ -67,12 +79,14 @@ use async_trait::async_trait;
 use rampart_ratelimit::{
     gcra, BanState, Decision, FailureCount, Quota, RateLimitError, RateLimitStore, RegulationStore,
 };
-use redis::Script;
+use redis::{Script, ScriptInvocation};
 
 use crate::conn::{RedisError, RedisHandle};
 
-/// The GCRA script; see the module docs. `KEYS[1]` is the hash, `ARGV` holds `T, tau` per
-/// quota in nanoseconds. Returns `{allowed ("1"/"0"), now, tat_0 or "", tat_1 or "", ...}`.
+/// The GCRA script for a batch of keys; see the module docs. `KEYS` are the hashes, one per
+/// entry; `ARGV` holds, per entry in the same order, the number of quotas `n` and then `T, tau`
+/// per quota in nanoseconds. Returns `{allowed ("1"/"0"), now, then per entry and quota the
+/// stored TAT or ""}`.
 const GCRA_LUA: &str = r"
 local B = 1000000000
 local function parse(s)
@@ -101,41 +115,77 @@ end
 
 local t = redis.call('TIME')
 local now = {tonumber(t[1]), tonumber(t[2]) * 1000}
-local n = math.floor(#ARGV / 2)
-if n == 0 then return {'1', str(now)} end
-local fields = {}
-for i = 1, n do fields[i] = tostring(i - 1) end
-local stored = redis.call('HMGET', KEYS[1], unpack(fields))
 local out = {'1', str(now)}
 local allowed = true
-local writes = {}
-local longest = {0, 0}
-for i = 1, n do
-  local T, tau, s = parse(ARGV[2 * i - 1]), parse(ARGV[2 * i]), parse(stored[i])
-  out[i + 2] = s and str(s) or ''
-  if not T or not tau or (T[1] == 0 and T[2] == 0) then
-    allowed = false
+-- What admitting entries would write, per key: field -> TAT, the fields in first-write
+-- order, and the latest TAT (for the expiry). A repeated key sees its earlier entries.
+local pending = {}
+local written = {}
+local a = 1
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local n = tonumber(ARGV[a])
+  if not n or n < 1 or n ~= math.floor(n) or a + 2 * n > #ARGV then
+    return redis.error_reply('invalid rate-limit arguments')
+  end
+  local fields = {}
+  for i = 1, n do fields[i] = tostring(i - 1) end
+  local stored = redis.call('HMGET', key, unpack(fields))
+  local p = pending[key]
+  local admits = true
+  local nxt = {}
+  for i = 1, n do
+    local T, tau, s = parse(ARGV[a + 2 * i - 1]), parse(ARGV[a + 2 * i]), parse(stored[i])
+    out[#out + 1] = s and str(s) or ''
+    if p and p.tats[fields[i]] then s = p.tats[fields[i]] end
+    if not T or not tau or (T[1] == 0 and T[2] == 0) then
+      admits = false
+    else
+      local tat = s or now
+      if lt(tat, now) then tat = now end
+      local cap = add(now, add(tau, T))
+      if lt(cap, tat) then tat = cap end
+      if lt(tau, sub(tat, now)) then admits = false end
+      nxt[i] = add(tat, T)
+    end
+  end
+  a = a + 1 + 2 * n
+  if admits then
+    if not p then
+      p = {tats = {}, fields = {}, latest = now}
+      pending[key] = p
+      written[#written + 1] = key
+    end
+    for i = 1, n do
+      if not p.tats[fields[i]] then p.fields[#p.fields + 1] = fields[i] end
+      p.tats[fields[i]] = nxt[i]
+      if lt(p.latest, nxt[i]) then p.latest = nxt[i] end
+    end
   else
-    local tat = s or now
-    if lt(tat, now) then tat = now end
-    local cap = add(now, add(tau, T))
-    if lt(cap, tat) then tat = cap end
-    if lt(tau, sub(tat, now)) then allowed = false end
-    local nxt = add(tat, T)
-    writes[#writes + 1] = fields[i]
-    writes[#writes + 1] = str(nxt)
-    local ahead = sub(nxt, now)
-    if lt(longest, ahead) then longest = ahead end
+    allowed = false
   end
 end
+if a ~= #ARGV + 1 then return redis.error_reply('invalid rate-limit arguments') end
 if not allowed then
   out[1] = '0'
   return out
 end
-redis.call('HSET', KEYS[1], unpack(writes))
-local ms = longest[1] * 1000 + math.ceil(longest[2] / 1000000)
-if ms < 1 then ms = 1 end
-redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ms))
+for _, key in ipairs(written) do
+  local p = pending[key]
+  local args = {}
+  for _, f in ipairs(p.fields) do
+    args[#args + 1] = f
+    args[#args + 1] = str(p.tats[f])
+  end
+  redis.call('HSET', key, unpack(args))
+  local ahead = sub(p.latest, now)
+  local ms = ahead[1] * 1000 + math.ceil(ahead[2] / 1000000)
+  if ms < 1 then ms = 1 end
+  -- Never shorten: fields this batch did not write may need the key for longer.
+  if redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, string.format('%.0f', ms))
+  end
+end
 return out
 ";
 
@@ -190,7 +240,8 @@ fn invalid(detail: &'static str) -> RateLimitError {
     RateLimitError::InvalidState { detail }
 }
 
-/// A [`RateLimitStore`] on Redis: one `EVALSHA` per check. See the [module docs](self).
+/// A [`RateLimitStore`] on Redis: one `EVALSHA` per request, for all its rules. See the
+/// [module docs](self).
 #[derive(Clone)]
 pub struct RedisRateLimitStore {
     handle: RedisHandle,
@@ -219,19 +270,20 @@ impl fmt::Debug for RedisRateLimitStore {
     }
 }
 
-/// The script's answer: admitted, the time it used, and the TATs it read.
+/// The script's answer: admitted, the time it used, and the TATs it read for each entry.
 #[derive(Debug, PartialEq, Eq)]
 struct GcraReply {
     allowed: bool,
     now_ns: u64,
-    tats: Vec<Option<u64>>,
+    tats: Vec<Vec<Option<u64>>>,
 }
 
-fn parse_gcra_reply(reply: &[String], quotas: usize) -> Result<GcraReply, RateLimitError> {
+/// Reads the script's reply for entries with `counts[i]` quotas each.
+fn parse_gcra_reply(reply: &[String], counts: &[usize]) -> Result<GcraReply, RateLimitError> {
     let [allowed, now, tats @ ..] = reply else {
         return Err(invalid("rate-limit script reply too short"));
     };
-    if tats.len() != quotas {
+    if tats.len() != counts.iter().sum::<usize>() {
         return Err(invalid("rate-limit script returned a wrong number of TATs"));
     }
     let allowed = match allowed.as_str() {
@@ -240,7 +292,7 @@ fn parse_gcra_reply(reply: &[String], quotas: usize) -> Result<GcraReply, RateLi
         _ => return Err(invalid("rate-limit script returned an invalid flag")),
     };
     let now_ns = now.parse().map_err(|_| invalid("rate-limit script returned an invalid time"))?;
-    let tats = tats
+    let tats: Vec<Option<u64>> = tats
         .iter()
         .map(|tat| match tat.as_str() {
             "" => Ok(None),
@@ -248,7 +300,14 @@ fn parse_gcra_reply(reply: &[String], quotas: usize) -> Result<GcraReply, RateLi
         })
         .collect::<Result<_, _>>()
         .map_err(|_| invalid("rate-limit script returned an invalid TAT"))?;
-    Ok(GcraReply { allowed, now_ns, tats })
+    let mut rest = tats.as_slice();
+    let mut per_entry = Vec::with_capacity(counts.len());
+    for &n in counts {
+        let (entry, tail) = rest.split_at(n);
+        per_entry.push(entry.to_vec());
+        rest = tail;
+    }
+    Ok(GcraReply { allowed, now_ns, tats: per_entry })
 }
 
 /// The `T, tau` argument pair of a quota; `0, 0` marks an invalid quota, which refuses.
@@ -260,11 +319,27 @@ fn gcra_args(quota: &Quota) -> [u64; 2] {
     }
 }
 
-/// Builds the decision from the script's reply, checking that both sides agree.
-fn decide(reply: &GcraReply, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
-    let (decision, _) = gcra::evaluate(reply.now_ns, &reply.tats, quotas);
-    if decision.allowed == reply.allowed {
-        Ok(decision)
+/// Adds one entry's arguments: the number of quotas, then `T, tau` per quota.
+fn push_args(invocation: &mut ScriptInvocation<'_>, quotas: &[Quota]) {
+    invocation.arg(quotas.len());
+    for quota in quotas {
+        invocation.arg(&gcra_args(quota)[..]);
+    }
+}
+
+/// Builds the decisions from the script's reply, checking that both sides agree.
+fn decide(reply: &GcraReply, checks: &[(&str, &[Quota])]) -> Result<Vec<Decision>, RateLimitError> {
+    if reply.tats.len() != checks.len() {
+        return Err(invalid("rate-limit script returned a wrong number of entries"));
+    }
+    let entries: Vec<gcra::Entry<'_, &str>> = checks
+        .iter()
+        .zip(&reply.tats)
+        .map(|((key, quotas), tats)| (*key, tats.as_slice(), *quotas))
+        .collect();
+    let (decisions, new) = gcra::evaluate_all(reply.now_ns, &entries);
+    if new.is_some() == reply.allowed {
+        Ok(decisions)
     } else {
         Err(invalid("rate-limit script and GCRA disagree"))
     }
@@ -272,14 +347,22 @@ fn decide(reply: &GcraReply, quotas: &[Quota]) -> Result<Decision, RateLimitErro
 
 #[async_trait]
 impl RateLimitStore for RedisRateLimitStore {
-    async fn check(&self, key: &str, quotas: &[Quota]) -> Result<Decision, RateLimitError> {
-        if quotas.is_empty() {
-            return Ok(Decision::unlimited());
+    /// One `EVALSHA` for all the keys, whatever their number.
+    async fn check_all(
+        &self,
+        checks: &[(&str, &[Quota])],
+    ) -> Result<Vec<Decision>, RateLimitError> {
+        let mut out = vec![Decision::unlimited(); checks.len()];
+        // Entries without quotas are unlimited and are not sent.
+        let sent: Vec<usize> = (0..checks.len()).filter(|&i| !checks[i].1.is_empty()).collect();
+        if sent.is_empty() {
+            return Ok(out);
         }
+        let sent_checks: Vec<(&str, &[Quota])> = sent.iter().map(|&i| checks[i]).collect();
         let mut invocation = self.gcra.prepare_invoke();
-        invocation.key(self.redis_key(key));
-        for quota in quotas {
-            invocation.arg(&gcra_args(quota)[..]);
+        for (key, quotas) in &sent_checks {
+            invocation.key(self.redis_key(key));
+            push_args(&mut invocation, quotas);
         }
         let mut conn = self.handle.manager();
         let reply: Vec<String> = self
@@ -287,7 +370,12 @@ impl RateLimitStore for RedisRateLimitStore {
             .run(async move { invocation.invoke_async(&mut conn).await })
             .await
             .map_err(unavailable)?;
-        decide(&parse_gcra_reply(&reply, quotas.len())?, quotas)
+        let counts: Vec<usize> = sent_checks.iter().map(|(_, quotas)| quotas.len()).collect();
+        let decisions = decide(&parse_gcra_reply(&reply, &counts)?, &sent_checks)?;
+        for (i, decision) in sent.into_iter().zip(decisions) {
+            out[i] = decision;
+        }
+        Ok(out)
     }
 }
 
@@ -436,28 +524,36 @@ mod tests {
     use super::*;
     use crate::conn::connect;
 
+    const S: u64 = 1_000_000_000;
+
     #[test]
-    fn reply_parser_reads_flag_time_and_missing_tats() {
-        let reply = ["1", "1700000000000000000", "", "1700000000500000000"].map(String::from);
-        let parsed = parse_gcra_reply(&reply, 2).unwrap();
+    fn reply_parser_reads_flag_time_and_missing_tats_per_entry() {
+        let reply = ["1", "1700000000000000000", "", "1700000000500000000", "7"].map(String::from);
+        let parsed = parse_gcra_reply(&reply, &[2, 1]).unwrap();
         assert_eq!(
             parsed,
             GcraReply {
                 allowed: true,
                 now_ns: 1_700_000_000_000_000_000,
-                tats: vec![None, Some(1_700_000_000_500_000_000)],
+                tats: vec![vec![None, Some(1_700_000_000_500_000_000)], vec![Some(7)]],
             }
         );
     }
 
     #[test]
     fn reply_parser_rejects_malformed_replies() {
-        let cases: [&[&str]; 5] =
-            [&["1"], &["1", "5"], &["2", "5", ""], &["0", "x", ""], &["0", "5", "-3"]];
+        let cases: [&[&str]; 6] = [
+            &["1"],
+            &["1", "5"],
+            &["2", "5", ""],
+            &["0", "x", ""],
+            &["0", "5", "-3"],
+            &["1", "5", "", ""],
+        ];
         for case in cases {
             let reply: Vec<String> = case.iter().map(|s| (*s).to_owned()).collect();
             assert!(
-                matches!(parse_gcra_reply(&reply, 1), Err(RateLimitError::InvalidState { .. })),
+                matches!(parse_gcra_reply(&reply, &[1]), Err(RateLimitError::InvalidState { .. })),
                 "{case:?}"
             );
         }
@@ -466,10 +562,19 @@ mod tests {
     #[test]
     fn disagreement_between_script_and_gcra_is_an_error() {
         let quotas = ["1/1s".parse().unwrap()];
-        let reply = GcraReply { allowed: false, now_ns: 10, tats: vec![None] };
-        assert!(matches!(decide(&reply, &quotas), Err(RateLimitError::InvalidState { .. })));
+        let checks: [(&str, &[Quota]); 2] = [("a", &quotas), ("b", &quotas)];
+        let reply = GcraReply { allowed: false, now_ns: 10, tats: vec![vec![None], vec![None]] };
+        assert!(matches!(decide(&reply, &checks), Err(RateLimitError::InvalidState { .. })));
         let reply = GcraReply { allowed: true, ..reply };
-        assert!(decide(&reply, &quotas).unwrap().allowed);
+        assert!(decide(&reply, &checks).unwrap().iter().all(|d| d.allowed));
+        // The second entry refuses, so the batch does, whatever the first says.
+        let reply = GcraReply { allowed: true, now_ns: 10, tats: vec![vec![None], vec![Some(S)]] };
+        assert!(matches!(decide(&reply, &checks), Err(RateLimitError::InvalidState { .. })));
+        let reply = GcraReply { allowed: false, ..reply };
+        let decisions = decide(&reply, &checks).unwrap();
+        assert!(decisions[0].allowed && !decisions[1].allowed);
+        // A reply for another number of entries is rejected.
+        assert!(matches!(decide(&reply, &checks[..1]), Err(RateLimitError::InvalidState { .. })));
     }
 
     #[test]
@@ -533,75 +638,167 @@ mod tests {
         Some(tat.to_string())
     }
 
+    /// How the script computes an expiry in milliseconds, and an hour in milliseconds.
+    const EXPIRY_MS: &str = "math.ceil(ahead[2] / 1000000)";
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// Raw stored values for one case: per key, per field, what to `HSET` (if anything).
+    type Raw = Vec<Vec<Option<String>>>;
+
+    /// Entries (key index, quotas) for one batch, and the raw values stored before it.
+    fn batch_case(
+        rng: &mut Rng,
+        pool: &[Quota],
+        now: u64,
+        keys: usize,
+    ) -> (Vec<(usize, Vec<Quota>)>, Raw) {
+        let entries: Vec<(usize, Vec<Quota>)> = (0..1 + rng.next(3))
+            .map(|_| {
+                let key = rng.next(keys as u64) as usize;
+                let n = 1 + rng.next(3) as usize;
+                (key, (0..n).map(|_| pool[rng.next(pool.len() as u64) as usize]).collect())
+            })
+            .collect();
+        let raw = (0..keys)
+            .map(|key| {
+                (0..3)
+                    .map(|field| {
+                        // Values near the edges of the quota that will read them, if any.
+                        let quota = entries
+                            .iter()
+                            .find(|(k, q)| *k == key && q.len() > field)
+                            .map_or(pool[rng.next(pool.len() as u64) as usize], |(_, q)| q[field]);
+                        stored_tat(rng, now, &quota)
+                    })
+                    .collect()
+            })
+            .collect();
+        (entries, raw)
+    }
+
     #[tokio::test]
-    async fn script_matches_gcra_evaluate_to_the_nanosecond() {
+    async fn script_matches_gcra_evaluate_all_to_the_nanosecond() {
         let Some(url) = rampart_testkit::redis_url().await else { return };
         let handle = connect(&url, None, Duration::from_secs(5)).await.unwrap();
         let mut conn = handle.manager();
-        let key = format!("test:rl:exact:{}", rampart_testkit::random_suffix());
+        let suffix = rampart_testkit::random_suffix();
+        let keys: Vec<String> = (0..2).map(|k| format!("test:rl:exact:{suffix}:{k}")).collect();
         let pool = quota_pool();
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        let mut admitted = 0;
+        let (mut admitted, mut refused, mut repeated) = (0, 0, [0, 0]);
         for (sec, usec) in [(1_700_000_000u64, 123_456u64), (1_799_999_999, 999_999)] {
-            let fixed =
-                GCRA_LUA.replacen("redis.call('TIME')", &format!("{{'{sec}', '{usec}'}}"), 1);
+            // A fixed time, and an hour more on every expiry the script sets, so that no key
+            // expires (in real time) before it has been read back.
+            let fixed = GCRA_LUA
+                .replacen("redis.call('TIME')", &format!("{{'{sec}', '{usec}'}}"), 1)
+                .replacen(EXPIRY_MS, &format!("{EXPIRY_MS} + {HOUR_MS}"), 1);
+            assert_eq!(fixed.matches(&format!("+ {HOUR_MS}")).count(), 1);
             let script = Script::new(&fixed);
             let now = sec * 1_000_000_000 + usec * 1_000;
             for case in 0..300 {
-                let n = 1 + rng.next(3) as usize;
-                let quotas: Vec<Quota> =
-                    (0..n).map(|_| pool[rng.next(pool.len() as u64) as usize]).collect();
-                let raw: Vec<Option<String>> =
-                    quotas.iter().map(|q| stored_tat(&mut rng, now, q)).collect();
-                let mut del = redis::cmd("DEL");
-                del.arg(&key);
-                let _: i64 = del.query_async(&mut conn).await.unwrap();
-                for (i, tat) in raw.iter().enumerate() {
-                    if let Some(tat) = tat {
-                        let mut hset = redis::cmd("HSET");
-                        hset.arg(&key).arg(i.to_string()).arg(tat);
-                        let _: i64 = hset.query_async(&mut conn).await.unwrap();
+                let (entries, raw) = batch_case(&mut rng, &pool, now, keys.len());
+                let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+                for (key, fields) in keys.iter().zip(&raw) {
+                    for (i, tat) in fields.iter().enumerate() {
+                        if let Some(tat) = tat {
+                            let mut hset = redis::cmd("HSET");
+                            hset.arg(key).arg(i.to_string()).arg(tat);
+                            let _: i64 = hset.query_async(&mut conn).await.unwrap();
+                        }
                     }
                 }
                 let mut invocation = script.prepare_invoke();
-                invocation.key(&key);
-                for q in &quotas {
-                    invocation.arg(&gcra_args(q)[..]);
+                for (key, quotas) in &entries {
+                    invocation.key(&keys[*key]);
+                    push_args(&mut invocation, quotas);
                 }
                 let reply: Vec<String> = invocation.invoke_async(&mut conn).await.unwrap();
-                let reply = parse_gcra_reply(&reply, n).unwrap();
-                let read: Vec<Option<u64>> =
-                    raw.iter().map(|t| t.as_deref().and_then(|t| t.parse().ok())).collect();
-                let (decision, new) = gcra::evaluate(now, &read, &quotas);
-                assert_eq!(reply.now_ns, now, "case {case}");
-                assert_eq!(reply.tats, read, "case {case}: {quotas:?} {raw:?}");
-                assert_eq!(reply.allowed, decision.allowed, "case {case}: {quotas:?} {raw:?}");
+                let counts: Vec<usize> = entries.iter().map(|(_, q)| q.len()).collect();
+                let reply = parse_gcra_reply(&reply, &counts).unwrap();
 
-                let stored: HashMap<String, String> =
-                    redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await.unwrap();
-                let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.unwrap();
-                let expected: HashMap<String, String> = match &new {
-                    Some(new) => {
-                        admitted += 1;
-                        let latest = gcra::expires_at(new) - now;
-                        let want = i64::try_from(latest.div_ceil(1_000_000)).unwrap();
-                        assert!(ttl <= want && ttl > want - 5_000, "case {case}: {ttl} {want}");
-                        new.iter()
-                            .enumerate()
-                            .map(|(i, t)| (i.to_string(), t.to_string()))
+                let read: Vec<Vec<Option<u64>>> = entries
+                    .iter()
+                    .map(|(key, quotas)| {
+                        (0..quotas.len())
+                            .map(|i| raw[*key][i].as_deref().and_then(|t| t.parse().ok()))
                             .collect()
-                    }
-                    None => raw
+                    })
+                    .collect();
+                let batch: Vec<gcra::Entry<'_, usize>> = entries
+                    .iter()
+                    .zip(&read)
+                    .map(|((key, quotas), read)| (*key, read.as_slice(), quotas.as_slice()))
+                    .collect();
+                let (_, new) = gcra::evaluate_all(now, &batch);
+                let what = format!("case {case}: {entries:?} {raw:?}");
+                assert_eq!(reply.now_ns, now, "{what}");
+                assert_eq!(reply.tats, read, "{what}");
+                assert_eq!(reply.allowed, new.is_some(), "{what}");
+                let is_repeated =
+                    entries.iter().any(|(k, _)| entries.iter().filter(|(j, _)| j == k).count() > 1);
+                if is_repeated {
+                    repeated[usize::from(reply.allowed)] += 1;
+                }
+
+                for (key_index, key) in keys.iter().enumerate() {
+                    let mut expected: HashMap<String, String> = raw[key_index]
                         .iter()
                         .enumerate()
                         .filter_map(|(i, t)| t.clone().map(|t| (i.to_string(), t)))
-                        .collect(),
-                };
-                assert_eq!(stored, expected, "case {case}: {quotas:?} {raw:?}");
+                        .collect();
+                    let mut latest = None;
+                    if let Some(new) = &new {
+                        for ((k, _), tats) in entries.iter().zip(new) {
+                            if *k != key_index {
+                                continue;
+                            }
+                            for (i, tat) in tats.iter().enumerate() {
+                                expected.insert(i.to_string(), tat.to_string());
+                            }
+                            latest = latest.max(tats.iter().copied().max());
+                        }
+                    }
+                    let stored: HashMap<String, String> =
+                        redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap();
+                    assert_eq!(stored, expected, "key {key_index}, {what}");
+                    if let Some(latest) = latest {
+                        let ttl: i64 =
+                            redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+                        let want =
+                            i64::try_from((latest - now).div_ceil(1_000_000)).unwrap() + HOUR_MS;
+                        assert!(ttl <= want && ttl > want - 5_000, "{ttl} {want} {what}");
+                    }
+                }
+                if new.is_some() {
+                    admitted += 1;
+                } else {
+                    refused += 1;
+                }
             }
         }
-        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
-        // Both outcomes were exercised.
-        assert!(admitted > 50 && admitted < 550, "admitted {admitted}");
+        let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+        // Both outcomes were exercised, also with a key repeated within a batch.
+        assert!(admitted > 30 && refused > 30, "admitted {admitted}, refused {refused}");
+        assert!(repeated[0] > 0 && repeated[1] > 0, "repeated keys {repeated:?}");
+    }
+
+    #[tokio::test]
+    async fn malformed_arguments_are_an_error_reply_and_write_nothing() {
+        let Some(url) = rampart_testkit::redis_url().await else { return };
+        let handle = connect(&url, None, Duration::from_secs(5)).await.unwrap();
+        let mut conn = handle.manager();
+        let key = format!("test:rl:args:{}", rampart_testkit::random_suffix());
+        let script = Script::new(GCRA_LUA);
+        for args in [&["2", "1", "0"][..], &["0"], &["1", "1000", "0", "5"], &["x", "1", "0"]] {
+            let mut invocation = script.prepare_invoke();
+            invocation.key(&key);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            let reply: redis::RedisResult<Vec<String>> = invocation.invoke_async(&mut conn).await;
+            assert!(reply.is_err(), "{args:?}");
+        }
+        let exists: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        assert_eq!(exists, 0);
     }
 }

@@ -160,6 +160,126 @@ async fn each_check_is_exactly_one_evalsha() {
         store.check("k", &q).await.unwrap();
     }
     assert_eq!(proxy.take(), vec!["EVALSHA"; 10]);
+
+    // Two rules (and a rule without quotas) are still one command per request, admitted or
+    // refused.
+    let narrow = quotas(&["2/1m"]);
+    let checks: [(&str, &[Quota]); 3] = [("wide", &q), ("free", &[]), ("narrow", &narrow)];
+    let mut refused = 0;
+    for _ in 0..10 {
+        let decisions = store.check_all(&checks).await.unwrap();
+        assert_eq!(decisions.len(), 3);
+        refused += u32::from(!decisions.iter().all(|d| d.allowed));
+    }
+    assert_eq!(refused, 8);
+    assert_eq!(proxy.take(), vec!["EVALSHA"; 10]);
+    // Nothing to limit: no command at all.
+    store.check_all(&[("free", &[])]).await.unwrap();
+    assert!(proxy.take().is_empty());
+}
+
+#[tokio::test]
+async fn a_batch_refused_by_one_key_consumes_nothing_on_any() {
+    let Some((_, handle)) = handle().await else { return };
+    let store = RedisRateLimitStore::new(handle.clone(), prefix());
+    let wide = quotas(&["3/1h", "10/1d"]);
+    let narrow = quotas(&["1/1s"]);
+    let checks: [(&str, &[Quota]); 2] = [("wide", &wide), ("narrow", &narrow)];
+    // Spend the second key on its own.
+    assert!(store.check("narrow", &narrow).await.unwrap().allowed);
+    let narrow_before = hash(&handle, &store.redis_key("narrow")).await;
+    for _ in 0..5 {
+        let d = store.check_all(&checks).await.unwrap();
+        assert!(d[0].allowed && !d[1].allowed);
+        assert_eq!(d[0].quotas[0].remaining, 3, "the first key was charged");
+        assert_eq!(d[0].quotas[1].remaining, 10);
+        assert!(d[1].retry_after > Duration::ZERO && d[1].retry_after <= Duration::from_secs(1));
+        assert!(hash(&handle, &store.redis_key("wide")).await.is_empty());
+        assert_eq!(hash(&handle, &store.redis_key("narrow")).await, narrow_before);
+    }
+    // Once the second key frees up, the first still has its whole quota.
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    let d = store.check_all(&checks).await.unwrap();
+    assert!(d.iter().all(|d| d.allowed));
+    assert_eq!(d[0].quotas[0].remaining, 2);
+    assert_eq!(hash(&handle, &store.redis_key("wide")).await.len(), 2);
+    let mut admitted = 1;
+    for _ in 0..5 {
+        admitted += u32::from(store.check("wide", &wide).await.unwrap().allowed);
+    }
+    assert_eq!(admitted, 3);
+}
+
+#[tokio::test]
+async fn a_check_with_fewer_quotas_never_shortens_the_expiry() {
+    let Some((_, handle)) = handle().await else { return };
+    let store = RedisRateLimitStore::new(handle.clone(), prefix());
+    // Two rules sharing a key (same name), one with an hourly second quota.
+    assert!(store.check("k", &quotas(&["5/1s", "1/1h"])).await.unwrap().allowed);
+    assert!(store.check("k", &quotas(&["5/1s"])).await.unwrap().allowed);
+    let ttl = pttl(&handle, &store.redis_key("k")).await;
+    assert!(ttl > 3_590_000, "ttl {ttl}");
+    // So the hourly quota is still spent.
+    assert!(!store.check("k", &quotas(&["5/1s", "1/1h"])).await.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn a_key_repeated_in_a_batch_is_charged_per_entry_or_not_at_all() {
+    let Some((_, handle)) = handle().await else { return };
+    let store = RedisRateLimitStore::new(handle.clone(), prefix());
+    let q = quotas(&["3/1h"]);
+    let twice: [(&str, &[Quota]); 2] = [("k", &q), ("k", &q)];
+    let d = store.check_all(&twice).await.unwrap();
+    assert!(d.iter().all(|d| d.allowed));
+    assert_eq!(d[1].quotas[0].remaining, 1);
+    let d = store.check_all(&twice).await.unwrap();
+    assert!(d[0].allowed && !d[1].allowed);
+    assert!(store.check("k", &q).await.unwrap().allowed);
+    assert!(!store.check("k", &q).await.unwrap().allowed);
+}
+
+#[tokio::test]
+async fn concurrent_instances_share_quotas_across_batches() {
+    let Some((url, _)) = handle().await else { return };
+    let prefix = prefix();
+    let (a, b) = (Arc::new(quotas(&["15/1h"])), Arc::new(quotas(&["25/1h", "100/1d"])));
+    let mut tasks = JoinSet::new();
+    for instance in 0..3 {
+        let store = Arc::new(RedisRateLimitStore::new(
+            connect(&url, None, TIMEOUT).await.unwrap(),
+            prefix.clone(),
+        ));
+        for i in 0..40 {
+            let (store, a, b) = (store.clone(), a.clone(), b.clone());
+            tasks.spawn(async move {
+                match (instance + i) % 3 {
+                    0 => (store.check_all(&[("a", &a), ("b", &b)]).await.unwrap(), true),
+                    1 => (store.check_all(&[("b", &b), ("a", &a)]).await.unwrap(), true),
+                    _ => (store.check_all(&[("b", &b)]).await.unwrap(), false),
+                }
+            });
+        }
+    }
+    let (mut both, mut only) = (0, 0);
+    while let Some(result) = tasks.join_next().await {
+        let (decisions, needs_a) = result.unwrap();
+        if decisions.iter().all(|d| d.allowed) {
+            if needs_a {
+                both += 1;
+            } else {
+                only += 1;
+            }
+        }
+    }
+    assert!(both <= 15, "a admitted {both} of 15");
+    assert_eq!(both + only, 25, "b admitted {} of 25", both + only);
+    // a was charged exactly for the admitted batches that named it.
+    let store = RedisRateLimitStore::new(connect(&url, None, TIMEOUT).await.unwrap(), prefix);
+    let mut rest = 0;
+    for _ in 0..20 {
+        rest += u32::from(store.check("a", &a).await.unwrap().allowed);
+    }
+    assert_eq!(both + rest, 15);
 }
 
 #[tokio::test]
