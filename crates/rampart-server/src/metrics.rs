@@ -125,6 +125,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         Some("session_store_unavailable") => Some("session"),
         Some("database_unavailable") => Some("database"),
         Some("audit_unavailable") => Some("audit"),
+        Some("rate_limit_store_unavailable") => Some("rate_limit"),
         _ if res.extensions().get::<rampart_ratelimit::RateLimitError>().is_some() => {
             Some("rate_limit")
         }

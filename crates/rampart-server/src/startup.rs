@@ -310,7 +310,13 @@ pub async fn run_server_tls(
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(64 * 1024);
+    // HTTP/2 has no header timer: a peer that stops answering pings is closed instead.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(header_read_timeout)
+        .keep_alive_timeout(header_read_timeout);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -340,10 +346,13 @@ pub async fn run_server_tls(
                     });
                     continue;
                 }
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let fut = graceful.watch(conn);
+                let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), shutdown.clone());
                 tokio::spawn(async move {
-                    let _ = fut.await;
+                    if !first_byte_within(&stream, header_read_timeout, &stop).await {
+                        return tracing::debug!(%peer, "no request within the header read timeout");
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let _ = watcher.watch(conn.into_owned()).await;
                 });
             }
             () = shutdown.cancelled() => break,
@@ -352,6 +361,23 @@ pub async fn run_server_tls(
     drop(listener);
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within 30s; closing");
+    }
+}
+
+/// Waits for the client's first byte, up to `limit`; false when it never came, the peer closed,
+/// or the server is stopping. The HTTP/1 header timer only starts at the first byte, so without
+/// this a client that connects and sends nothing would hold its connection forever.
+async fn first_byte_within(
+    stream: &tokio::net::TcpStream,
+    limit: Duration,
+    stop: &CancellationToken,
+) -> bool {
+    let mut first = [0u8; 1];
+    tokio::select! {
+        peeked = tokio::time::timeout(limit, stream.peek(&mut first)) => {
+            matches!(peeked, Ok(Ok(n)) if n > 0)
+        }
+        () = stop.cancelled() => false,
     }
 }
 

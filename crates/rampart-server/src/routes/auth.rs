@@ -7,6 +7,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use rampart_audit::{EventKind, Outcome};
 use rampart_core::SecretString;
+use rampart_ratelimit::LockScope;
 use rampart_store_sql::{Role, User};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -70,8 +71,17 @@ pub async fn check_password(
 ) -> ApiResult<PasswordCheck> {
     let account = state.account_key(email);
     if let Err(locked) = state.regulator.check(&account, meta.ip).await {
-        state.metrics.login("locked");
         let secs = locked.retry_after.as_secs().max(1);
+        if locked.scope == LockScope::Unavailable {
+            // The counters' store is down: refused (fail closed), but it is an outage, not a
+            // lockout, so it is neither answered nor audited as one.
+            return Err(ApiError::unavailable(
+                "rate_limit_store_unavailable",
+                "login attempts cannot be counted right now; retry shortly",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
+        }
+        state.metrics.login("locked");
         state
             .audit_required(
                 meta,

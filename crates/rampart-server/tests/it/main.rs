@@ -11,6 +11,7 @@
 mod accounts;
 mod audit_log;
 mod audit_ops;
+mod faults;
 mod foundation;
 mod gateway_pages;
 mod inprocess;

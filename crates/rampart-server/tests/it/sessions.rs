@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, CACHE_CONTROL, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::support::{error_code, Server, KEY};
+use crate::support::{error_code, free_port, PrivateRedis, Server, KEY};
 
 const PW: &str = "correct-horse-battery-staple-42";
 const ADMIN: &str = "admin@example.test";
@@ -547,55 +547,9 @@ async fn logout_expires_the_cookie_and_clears_site_data() {
     assert_eq!(api.me_status(&user).await, StatusCode::UNAUTHORIZED);
 }
 
-/// A private `redis-server`, killed on drop.
-struct PrivateRedis {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-    }
-
-    async fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .args(["--bind", "127.0.0.1"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        // Owned from here on, so the process is killed and reaped on every path, panics included.
-        let redis = Self { child, port };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not listen on {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test]
 async fn a_redis_outage_answers_503_for_sessions_and_the_server_recovers_by_itself() {
-    let mut redis = PrivateRedis::start(PrivateRedis::free_port()).await;
+    let mut redis = PrivateRedis::start(free_port()).await;
     let url = redis.url();
     let s = Server::start(&env(&[
         ("RAMPART_REDIS_URL", &url),
@@ -629,7 +583,7 @@ async fn a_redis_outage_answers_503_for_sessions_and_the_server_recovers_by_itse
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, json!({"status": "unavailable", "failing": ["redis"]}));
 
-    let _redis = PrivateRedis::start(redis.port).await;
+    redis.restart().await;
     let mut ready = false;
     for _ in 0..60 {
         if api.get("/readyz", None).await.status() == StatusCode::OK {
