@@ -225,6 +225,12 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
     let local = listener.local_addr().unwrap_or(addr);
     let shutdown = CancellationToken::new();
     let app = crate::http::app(state.clone());
+    let signal = shutdown_signal();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        signal.await;
+        stop.cancel();
+    });
     tracing::info!(listen = %local, public_origin = %state.config.public_origin.to_origin_string(), instance = %state.instance_id, "rampart is listening");
     println!(
         "rampart listening on {}://{local} (public origin {})",
@@ -250,11 +256,6 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
             }
         }
     }
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signal.cancel();
-    });
     run_server_tls(listener, app, state.config.limits.header_read_timeout, tls, shutdown).await;
     state.shutdown.cancel();
     crate::audit_store::flush(&state).await;
@@ -263,24 +264,30 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now, and returns a future that ends at the first
+/// of them. Installed before the server announces that it listens, so a signal sent as soon as
+/// the announcement is seen still shuts down gracefully instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
-            std::future::pending::<()>().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down gracefully"),
+        let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+        async move {
+            let (Ok(mut term), Ok(mut int)) = handlers else {
+                std::future::pending::<()>().await;
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down gracefully"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
