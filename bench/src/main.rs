@@ -4,6 +4,8 @@
 //! - `plain`: `GET /api/auth/me` with no layers at all: the ceiling for this machine.
 //! - `stack --store memory|redis`: sessions, a rate limiter and security headers assembled from
 //!   published crates, as an application would do it without Rampart.
+//! - `lib-memory`: the workspace's `rampart-session` crate with its memory store in an axum app,
+//!   answering the same `GET /api/auth/me` as `plain` after checking the session.
 //! - `upstream`: a tiny application for proxy benchmarks.
 //! - `hash-time`: times Argon2id with Rampart's default parameters.
 //! - `report`: turns a run directory written by the script into `docs/benchmarks.md`,
@@ -12,6 +14,7 @@
 //! Every server binds `127.0.0.1:<port>` only and prints `listening on http://ADDR` when ready.
 
 mod hash;
+mod lib_session;
 mod report;
 mod servers;
 mod svg;
@@ -60,6 +63,12 @@ enum Command {
         #[arg(long, default_value = "redis://127.0.0.1:6379")]
         redis_url: String,
     },
+    /// `rampart-session` (memory store) in an axum app: `POST /login`, `GET /api/auth/me`.
+    LibMemory {
+        /// Loopback port to bind.
+        #[arg(long)]
+        port: u16,
+    },
     /// A tiny upstream application (`GET /` answers a small HTML page, `/json` a small JSON).
     Upstream {
         /// Loopback port to bind.
@@ -103,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         Command::Stack { port, store, redis_url } => {
             servers::run_stack(store, &redis_url, loopback(port))
         }
+        Command::LibMemory { port } => lib_session::run(loopback(port)),
         Command::Upstream { port } => servers::run(servers::upstream(), loopback(port)),
         Command::HashTime { iterations, memory_kib, time_cost, lanes } => {
             let r = hash::time_hashes(iterations, memory_kib, time_cost, lanes)?;

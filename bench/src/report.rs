@@ -3,7 +3,9 @@
 //!
 //! Run directory layout: `meta.json`, `notes.txt`, `tput/<target>.r<N>.json` (wrk summaries),
 //! `redis/<target>.json`, `login/{hash,sequential,throughput}.json`,
-//! `flood/{me-idle,me-loaded,attack}.json`. Missing files become "not measured".
+//! `flood/{me-idle,me-loaded,attack}.json`, `micro.json` (from `scripts/microbench`). Missing
+//! files become "not measured"; without `micro.json` in the run directory, an earlier
+//! `docs/bench/micro.json` is shown, marked as coming from another run.
 
 use std::fs;
 use std::path::Path;
@@ -19,12 +21,26 @@ mod markdown;
 /// The targets of the throughput table, in order, with the stack each is compared with.
 pub(crate) const TARGETS: &[(&str, &str, Option<&str>)] = &[
     ("plain", "axum, no layers (ceiling)", None),
+    ("lib-memory", "axum + rampart-session, memory store", None),
     ("stack-memory", "published crates, memory sessions", None),
     ("stack-redis", "published crates, Redis sessions", None),
     ("rampart-memory", "Rampart, memory store", Some("stack-memory")),
     ("rampart-redis", "Rampart, Redis store", Some("stack-redis")),
     ("rampart-sql", "Rampart, SQL store (SQLite)", Some("stack-memory")),
 ];
+
+/// The targets of the proxy table, in order, with the baseline each is compared with.
+pub(crate) const PROXY_TARGETS: &[(&str, &str, Option<&str>)] = &[
+    ("upstream-direct", "the upstream app, no proxy", None),
+    ("nginx-proxy", "nginx proxy_pass, no authentication", Some("upstream-direct")),
+    ("rampart-proxy", "Rampart proxy, session checked", Some("nginx-proxy")),
+    ("rampart-verify", "Rampart forward auth, GET /auth/verify", Some("plain")),
+];
+
+/// The session library's goal: `lib-memory` at least this fraction of `plain`'s req/s.
+pub(crate) const LIB_MEMORY_GOAL: f64 = 0.85;
+/// The proxy's goal: `rampart-proxy` at least this fraction of `nginx-proxy`'s req/s.
+pub(crate) const PROXY_GOAL: f64 = 0.9;
 
 /// One wrk summary, reduced.
 #[derive(Serialize, Clone, Debug)]
@@ -103,6 +119,8 @@ pub(crate) struct Ratio {
 pub(crate) struct Results {
     pub(crate) meta: Value,
     pub(crate) throughput: Vec<Throughput>,
+    /// Proxied GET and forward auth; `stack`/`vs_stack` hold each row's baseline.
+    pub(crate) proxy: Vec<Throughput>,
     pub(crate) redis: Vec<(String, Value)>,
     pub(crate) hash: Option<Value>,
     pub(crate) login_sequential_ms: Vec<f64>,
@@ -111,6 +129,10 @@ pub(crate) struct Results {
     pub(crate) flood_idle: Option<Wrk>,
     pub(crate) flood_loaded: Option<Wrk>,
     pub(crate) flood_attack: Option<Wrk>,
+    /// What `scripts/microbench` wrote.
+    pub(crate) micro: Option<Value>,
+    /// Whether `micro` comes from this run (else from an earlier `docs/bench/micro.json`).
+    pub(crate) micro_this_run: bool,
     pub(crate) notes: Vec<String>,
 }
 
@@ -190,22 +212,35 @@ fn ratio(t: &Throughput, base: &Throughput) -> Ratio {
     }
 }
 
-/// Reads everything the run directory holds.
-pub(crate) fn collect(run: &Path) -> anyhow::Result<Results> {
-    let meta = read_json(&run.join("meta.json")).context("meta.json missing or invalid")?;
+/// The rows of `defs` measured in `run`, with ratios to `plain` (from `all`) and to each row's
+/// own baseline.
+fn rows(run: &Path, defs: &[(&str, &str, Option<&str>)], others: &[Throughput]) -> Vec<Throughput> {
     let mut rows: Vec<Throughput> =
-        TARGETS.iter().filter_map(|(t, d, _)| throughput(run, t, d)).collect();
-    let find = |rows: &[Throughput], name: &str| rows.iter().find(|r| r.target == name).cloned();
-    let plain = find(&rows, "plain");
-    let snapshot = rows.clone();
+        defs.iter().filter_map(|(t, d, _)| throughput(run, t, d)).collect();
+    let snapshot: Vec<Throughput> = rows.iter().chain(others).cloned().collect();
+    let find = |name: &str| snapshot.iter().find(|r| r.target == name);
+    let plain = find("plain");
     for row in &mut rows {
-        row.vs_plain = plain.as_ref().map(|p| ratio(row, p));
-        let stack = TARGETS.iter().find(|(t, _, _)| *t == row.target).and_then(|(_, _, s)| *s);
-        if let Some(base) = stack.and_then(|s| find(&snapshot, s)) {
-            row.vs_stack = Some(ratio(row, &base));
-            row.stack = Some(base.target);
+        row.vs_plain = plain.map(|p| ratio(row, p));
+        let base = defs.iter().find(|(t, _, _)| *t == row.target).and_then(|(_, _, s)| *s);
+        if let Some(base) = base.and_then(find) {
+            row.vs_stack = Some(ratio(row, base));
+            row.stack = Some(base.target.clone());
         }
     }
+    rows
+}
+
+/// Reads everything the run directory holds; `docs` is where an earlier `micro.json` may be.
+pub(crate) fn collect(run: &Path, docs: &Path) -> anyhow::Result<Results> {
+    let meta = read_json(&run.join("meta.json")).context("meta.json missing or invalid")?;
+    let rows_ = rows(run, TARGETS, &[]);
+    let proxy = rows(run, PROXY_TARGETS, &rows_);
+    let rows = rows_;
+    let (micro, micro_this_run) = match read_json(&run.join("micro.json")) {
+        Some(m) => (Some(m), true),
+        None => (read_json(&docs.join("bench").join("micro.json")), false),
+    };
     let redis = ["rampart-redis", "stack-redis"]
         .iter()
         .filter_map(|t| {
@@ -228,6 +263,7 @@ pub(crate) fn collect(run: &Path) -> anyhow::Result<Results> {
     Ok(Results {
         meta,
         throughput: rows,
+        proxy,
         redis,
         hash: read_json(&run.join("login/hash.json")),
         login_sequential_ms: logins
@@ -242,6 +278,8 @@ pub(crate) fn collect(run: &Path) -> anyhow::Result<Results> {
         flood_idle: read_wrk(&run.join("flood/me-idle.json")),
         flood_loaded: read_wrk(&run.join("flood/me-loaded.json")),
         flood_attack: read_wrk(&run.join("flood/attack.json")),
+        micro,
+        micro_this_run,
         notes,
     })
 }
@@ -290,6 +328,35 @@ fn charts(r: &Results) -> Vec<(&'static str, String)> {
         &groups,
     );
     let mut out = vec![("throughput.svg", tput), ("latency.svg", lat)];
+    if !r.proxy.is_empty() {
+        let groups: Vec<Group> = r
+            .proxy
+            .iter()
+            .map(|t| Group {
+                label: t.target.clone(),
+                values: vec![Some(t.rps)],
+                note: t
+                    .vs_stack
+                    .zip(t.stack.as_deref())
+                    .map(|(v, b)| format!("({:.2}x {b})", v.rps)),
+                color: Some(if t.target.starts_with("rampart") {
+                    RAMPART_COLOR
+                } else {
+                    BASE_COLOR
+                }),
+            })
+            .collect();
+        let proxy = bar_chart(
+            "Proxied GET / and forward auth, median req/s (higher is better)",
+            "req/s",
+            &[Series {
+                name: "requests per second (grey: baselines, blue: Rampart)",
+                color: RAMPART_COLOR,
+            }],
+            &groups,
+        );
+        out.push(("proxy.svg", proxy));
+    }
     if r.flood_idle.is_some() || r.flood_loaded.is_some() {
         let g = |label: &str, w: &Option<Wrk>| Group {
             label: label.to_owned(),
@@ -316,10 +383,13 @@ fn charts(r: &Results) -> Vec<(&'static str, String)> {
 
 /// Writes `docs/bench/results.json`, the charts and `docs/benchmarks.md`.
 pub(crate) fn write(run: &Path, docs: &Path) -> anyhow::Result<()> {
-    let results = collect(run)?;
+    let results = collect(run, docs)?;
     let dir = docs.join("bench");
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results)? + "\n")?;
+    if let (Some(micro), true) = (&results.micro, results.micro_this_run) {
+        fs::write(dir.join("micro.json"), serde_json::to_string_pretty(micro)? + "\n")?;
+    }
     let charts = charts(&results);
     for (name, svg) in &charts {
         fs::write(dir.join(name), svg)?;
@@ -373,7 +443,7 @@ mod tests {
     #[test]
     fn targets_take_medians_over_rounds_and_ratios_against_their_baselines() {
         let dir = run_dir();
-        let r = collect(dir.path()).unwrap();
+        let r = collect(dir.path(), dir.path()).unwrap();
         let names: Vec<&str> = r.throughput.iter().map(|t| t.target.as_str()).collect();
         assert_eq!(names, ["plain", "stack-memory", "rampart-memory"]);
         let plain = &r.throughput[0];
@@ -409,5 +479,105 @@ mod tests {
         let svg = fs::read_to_string(docs.path().join("bench/throughput.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("rampart-memory"));
         assert!(!docs.path().join("bench/flood.svg").exists());
+        assert!(!md.contains("Smoke run"), "{md}");
+    }
+
+    const MICRO: &str = r#"{"date":"2030-01-01T00:00:00Z","git_commit":"abc","seconds":120,"examples":[
+        {"example":"bench_verify","crate":"rampart-audit","ok":true,"wall_s":9.5,"others_cores":0.1,
+         "result":{"bench":"audit-chain","crate":"rampart-audit","title":"Audit chain",
+           "figures":[{"name":"verify events/s","value":612345,"unit":"events/s","baseline":1500000,
+             "baseline_name":"SHA-256","ratio":0.41,"better":"higher","target":">= 500000 events/s","met":true},
+             {"name":"seal events/s","value":400000,"unit":"events/s","baseline":1500000,
+             "baseline_name":"SHA-256","ratio":0.27,"better":"higher","target":null,"met":null}],
+           "facts":{"events":1000000},"notes":["One thread."]}},
+        {"example":"bench_stack","crate":"rampart-protect","ok":true,"wall_s":30,"others_cores":0.2,
+         "result":{"bench":"protect-stack","crate":"rampart-protect","title":"Protection stack",
+           "figures":[{"name":"GET through the stack","value":80000,"unit":"req/s","baseline":100000,
+             "baseline_name":"bare handler","ratio":0.8,"better":"higher",
+             "target":"<= 10% loss (ratio >= 0.9)","met":false}],"facts":{},"notes":[]}},
+        {"example":"bench_audit_sink","crate":"rampart-store-sql","ok":false,"wall_s":1.2,
+         "others_cores":0,"exit_status":101,"error":"thread 'main' panicked"}]}"#;
+
+    #[test]
+    fn goals_proxy_and_micro_sections_show_figures_beside_baselines() {
+        let dir = run_dir();
+        let p = dir.path();
+        fs::write(
+            p.join("meta.json"),
+            r#"{"nproc":2,"date":"d","git_commit":"c","duration_s":2,"rounds":1,
+                "default_duration_s":10,"default_rounds":3,"connections":32}"#,
+        )
+        .unwrap();
+        for (name, rps) in [
+            ("lib-memory", 90.0),
+            ("upstream-direct", 300.0),
+            ("nginx-proxy", 200.0),
+            ("rampart-proxy", 170.0),
+            ("rampart-verify", 60.0),
+        ] {
+            fs::write(p.join(format!("tput/{name}.r1.json")), wrk_json(rps, 100, 1000)).unwrap();
+        }
+        fs::write(p.join("micro.json"), MICRO).unwrap();
+        let docs = tempfile::tempdir().unwrap();
+        write(p, docs.path()).unwrap();
+        let md = fs::read_to_string(docs.path().join("benchmarks.md")).unwrap();
+        // plain's median is 100 (rounds 100, 120, 80): lib-memory 90 is 0.90× of it.
+        assert!(md.contains("**Smoke run**"), "{md}");
+        assert!(md.contains("| session library, memory store: `GET /api/auth/me` | 90 req/s | plain: 100 req/s | 0.90× | ≥ 0.85× of plain | **met** |"), "{md}");
+        assert!(md.contains("| authenticated proxied `GET /` through Rampart | 170 req/s | nginx-proxy: 200 req/s | 0.85× | ≥ 0.90× of nginx-proxy | **not met** |"), "{md}");
+        assert!(md.contains("| rampart-audit: verify events/s | 612,345 events/s | SHA-256: 1,500,000 events/s | 0.41× | >= 500000 events/s | **met** |"), "{md}");
+        assert!(md.contains("| rampart-protect: GET through the stack | 80,000 req/s |"), "{md}");
+        assert!(
+            md.contains("| rampart-proxy | Rampart proxy, session checked | 170 (170–170) |"),
+            "{md}"
+        );
+        assert!(md.contains("| rampart-verify | Rampart forward auth, GET /auth/verify | 60 (60–60) | 0.10 ms | 1.00 ms | plain | 0.60× |"), "{md}");
+        assert!(md.contains("Forward auth: **60 checks/s**, p99 **1.00 ms**"), "{md}");
+        assert!(md.contains("| seal events/s | 400,000 events/s | 1,500,000 events/s (SHA-256) | 0.27× (higher is better) | — | — |"), "{md}");
+        assert!(md.contains("### `rampart-store-sql` example `bench_audit_sink`: failed"), "{md}");
+        assert!(
+            md.contains("Micro-benchmark `bench_audit_sink` (rampart-store-sql): failed"),
+            "{md}"
+        );
+        assert!(docs.path().join("bench/proxy.svg").exists());
+        let copied: Value = serde_json::from_str(
+            &fs::read_to_string(docs.path().join("bench/micro.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(copied["seconds"], 120);
+    }
+
+    #[test]
+    fn redis_counts_say_one_hmget_per_request_and_show_the_uncounted_touch() {
+        let dir = run_dir();
+        let p = dir.path();
+        fs::create_dir_all(p.join("redis")).unwrap();
+        fs::write(
+            p.join("redis/rampart-redis.json"),
+            r#"{"requests":2000,"ok":2000,"seconds":1.5,"commands":2000,"idle_commands":0,
+                "by_command":{"hmget":2000},"sent":2000,"sent_by_command":{"hmget":2000},
+                "primer_commands":7,"primer_by_command":{"evalsha":2,"hmget":2,"script|load":1}}"#,
+        )
+        .unwrap();
+        let docs = tempfile::tempdir().unwrap();
+        write(p, docs.path()).unwrap();
+        let md = fs::read_to_string(docs.path().join("benchmarks.md")).unwrap();
+        assert!(md.contains("| rampart-redis | 2000 | 2000 | 2000 | 1.000 | 2000 | 1.000 | 0 | hmget 2000 | hmget 2000 |"), "{md}");
+        assert!(md.contains("executed exactly 2000 commands for 2000 requests, one `HMGET` each: 1.000 per request"), "{md}");
+        assert!(md.contains("executed 7 commands (evalsha 2, hmget 2, script\\|load 1)."), "{md}");
+    }
+
+    #[test]
+    fn an_earlier_micro_json_is_shown_as_from_another_run() {
+        let dir = run_dir();
+        let docs = tempfile::tempdir().unwrap();
+        fs::create_dir_all(docs.path().join("bench")).unwrap();
+        fs::write(docs.path().join("bench/micro.json"), MICRO).unwrap();
+        write(dir.path(), docs.path()).unwrap();
+        let md = fs::read_to_string(docs.path().join("benchmarks.md")).unwrap();
+        assert!(md.contains("**Not from this run**"), "{md}");
+        assert!(md.contains("on 2030-01-01T00:00:00Z at commit `abc`"), "{md}");
+        // The earlier file is left as it was.
+        assert_eq!(fs::read_to_string(docs.path().join("bench/micro.json")).unwrap(), MICRO);
     }
 }

@@ -29,9 +29,9 @@ use tower_sessions_redis_store::RedisStore;
 
 use crate::StoreKind;
 
-const USER_ID: &str = "0194f7a2-5b6e-7c3d-8e9f-0a1b2c3d4e5f";
-const EMAIL: &str = "bench@example.com";
-const USER_CREATED_AT: &str = "2025-01-01T00:00:00Z";
+pub(crate) const USER_ID: &str = "0194f7a2-5b6e-7c3d-8e9f-0a1b2c3d4e5f";
+pub(crate) const EMAIL: &str = "bench@example.com";
+pub(crate) const USER_CREATED_AT: &str = "2025-01-01T00:00:00Z";
 /// Same idle and absolute timeouts as Rampart's defaults.
 const IDLE: Duration = Duration::minutes(30);
 const ABSOLUTE: Duration = Duration::hours(12);
@@ -44,7 +44,7 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
@@ -54,7 +54,7 @@ pub(crate) fn run(app: Router, addr: SocketAddr) -> anyhow::Result<()> {
     rt.block_on(serve(app, addr))
 }
 
-async fn serve(app: Router, addr: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn serve(app: Router, addr: SocketAddr) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
     let local = listener.local_addr()?;

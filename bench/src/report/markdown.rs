@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{median, Results, Wrk};
+use super::{median, Results, Throughput, Wrk, LIB_MEMORY_GOAL, PROXY_GOAL};
+
+mod micro;
 
 fn ms(us: f64) -> String {
     let m = us / 1000.0;
@@ -68,6 +70,8 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
         commit,
         if dirty { " (with uncommitted changes)" } else { "" }
     );
+    smoke_note(&mut s, m);
+    goals_section(&mut s, r);
 
     let _ = writeln!(s, "## Machine\n");
     let _ = writeln!(s, "| | |\n|---|---|");
@@ -82,6 +86,19 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
     let _ = writeln!(s, "| rustc | {} |", meta_str(m, "rustc"));
     let _ = writeln!(s, "| load generator | {} |", meta_str(m, "wrk"));
     let _ = writeln!(s, "| Redis | {} |", meta_str(m, "redis"));
+    let _ = writeln!(s, "| nginx | {} |", meta_str(m, "nginx"));
+    if let Some(micro) = &r.micro {
+        let version = match micro.get("postgres_version").and_then(Value::as_str) {
+            None => "version not recorded",
+            Some("") => "did not answer",
+            Some(v) => v,
+        };
+        let _ = writeln!(
+            s,
+            "| Postgres (micro-benchmarks) | {version} at {} |",
+            micro.get("postgres_host").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
     let _ = writeln!(s, "| date | {} |", meta_str(m, "date"));
     let _ = writeln!(s, "| commit | `{commit}` |\n");
     let _ = writeln!(
@@ -96,18 +113,26 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
         s,
         "- **plain**: axum answering `GET /api/auth/me` with the same JSON shape as Rampart and no \
            layers at all: the ceiling.\n\
+         - **lib-memory**: the session library alone, as an application embeds it: axum with the \
+           workspace's `rampart-session` crate (its layer, manager and memory store, Rampart's \
+           default timeouts) answering the same JSON after loading and checking the session from \
+           the cookie; its `POST /login` creates the session (no password check). This is the \
+           figure for the sessions goal: at least {LIB_MEMORY_GOAL:.2}× of plain.\n\
          - **stack-memory / stack-redis**: what an application would assemble from published \
            crates (see `bench/Cargo.toml`): axum, a cookie session library with its memory store \
            or its Redis store, a per-IP rate limiter on unsafe methods (50 burst, 5/s), eight \
            security headers. Its login only puts a user into the session. It keeps a 30 minute \
            inactivity expiry but, with that library's defaults, does not write the session back \
            on reads.\n\
-         - **rampart-memory / rampart-redis / rampart-sql**: the `rampart` release binary with \
-           each session store (`RAMPART_SESSION_STORE`), defaults otherwise (`RAMPART_LOG=warn`, \
-           development mode on loopback, data in a temporary directory, Redis on a private \
-           `redis-server` started for the run, SQL = SQLite). The session comes from a real \
-           `POST /api/setup` + `POST /api/auth/login`.\n\
-         - rampart-sql has no stack of its own and is compared with stack-memory.\n"
+         - **rampart-memory / rampart-redis / rampart-sql**: the whole gateway, the `rampart` \
+           release binary with every protection on (request ids, client IP, security headers, \
+           CSRF, rate limiting, input limits, audit, metrics) and each session store \
+           (`RAMPART_SESSION_STORE`), defaults otherwise (`RAMPART_LOG=warn`, development mode \
+           on loopback, data in a temporary directory, Redis on a private `redis-server` started \
+           for the run, SQL = SQLite). The session comes from a real `POST /api/setup` + \
+           `POST /api/auth/login`. Compare with lib-memory for the session library alone.\n\
+         - rampart-sql has no stack of its own and is compared with stack-memory.\n\
+         - The proxy targets are described in their own section below.\n"
     );
 
     let rounds = r.throughput.first().map_or(0, |t| t.rounds.len());
@@ -156,21 +181,36 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
          `other load`: cores used by processes outside the benchmark during the runs (median); \
          anything above ~0.1 skews that row.\n"
     );
-    for c in charts.iter().filter(|c| **c != "flood.svg") {
+    if let Some(lib) = find(&r.throughput, "lib-memory") {
+        if let Some(v) = lib.vs_plain {
+            let _ = writeln!(
+                s,
+                "The session library: lib-memory ÷ plain = **{}** req/s (p99 {}); goal at least \
+                 {LIB_MEMORY_GOAL:.2}×: **{}**.\n",
+                x(v.rps),
+                x(v.p99),
+                met(v.rps >= LIB_MEMORY_GOAL)
+            );
+        }
+    }
+    for c in charts.iter().filter(|c| ["throughput.svg", "latency.svg"].contains(c)) {
         let _ = writeln!(s, "![{c}](bench/{c})\n");
     }
 
+    proxy_section(&mut s, r, charts);
     redis_section(&mut s, r);
     login_section(&mut s, r, nproc);
     flood_section(&mut s, r, charts);
+    micro::section(&mut s, r);
 
-    let _ = writeln!(s, "## Not measured here\n");
-    let _ = writeln!(
-        s,
-        "- Memory of 1,000,000 sessions in the memory store: measured separately, not by this script.\n\
-         - Proxy throughput: the `upstream` baseline server is built and checked, but no proxy \
-           benchmark runs yet.\n"
-    );
+    let missing = not_measured(r);
+    if !missing.is_empty() {
+        let _ = writeln!(s, "## Not measured in this run\n");
+        for m in missing {
+            let _ = writeln!(s, "- {m}");
+        }
+        let _ = writeln!(s);
+    }
     if !r.notes.is_empty() {
         let _ = writeln!(s, "## Anomalies seen in this run\n");
         for n in &r.notes {
@@ -178,18 +218,223 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
         }
         let _ = writeln!(s);
     }
+    rerun_section(&mut s, r);
+    s
+}
+
+fn find<'a>(rows: &'a [Throughput], name: &str) -> Option<&'a Throughput> {
+    rows.iter().find(|t| t.target == name)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+fn is_smoke(m: &Value) -> bool {
+    let below = |k: &str, d: &str| {
+        let (v, def) = (meta_num(m, k), meta_num(m, d));
+        def > 0.0 && v < def
+    };
+    below("duration_s", "default_duration_s") || below("rounds", "default_rounds")
+}
+
+/// Marks a run with shorter runs or fewer rounds than the defaults.
+fn smoke_note(s: &mut String, m: &Value) {
+    if !is_smoke(m) {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "> **Smoke run**: {} s per load run and {} round(s) instead of the defaults ({} s, {} \
+         rounds). It shows that every part of the benchmark works end to end; its figures are \
+         indicative only. Rerun `./scripts/bench` with the defaults on a quiet machine for the \
+         figures to quote.\n",
+        meta_num(m, "duration_s"),
+        meta_num(m, "rounds"),
+        meta_num(m, "default_duration_s"),
+        meta_num(m, "default_rounds")
+    );
+}
+
+/// One goal from the issues and how this run did.
+pub(super) struct Goal {
+    pub(super) what: String,
+    pub(super) figure: String,
+    pub(super) baseline: String,
+    pub(super) ratio: String,
+    pub(super) target: String,
+    pub(super) met: Option<bool>,
+}
+
+fn throughput_goal(t: &Throughput, base: &Throughput, what: &str, goal: f64) -> Goal {
+    let ratio = if base.rps > 0.0 { t.rps / base.rps } else { 0.0 };
+    Goal {
+        what: what.to_owned(),
+        figure: format!("{} req/s", thousands(t.rps)),
+        baseline: format!("{}: {} req/s", base.target, thousands(base.rps)),
+        ratio: x(ratio),
+        target: format!("≥ {goal:.2}× of {}", base.target),
+        met: Some(ratio >= goal),
+    }
+}
+
+/// Every figure with a target, first, so nobody has to hunt for them.
+fn goals_section(s: &mut String, r: &Results) {
+    let mut goals = Vec::new();
+    if let (Some(lib), Some(plain)) =
+        (find(&r.throughput, "lib-memory"), find(&r.throughput, "plain"))
+    {
+        goals.push(throughput_goal(
+            lib,
+            plain,
+            "session library, memory store: `GET /api/auth/me`",
+            LIB_MEMORY_GOAL,
+        ));
+    }
+    if let (Some(p), Some(n)) = (find(&r.proxy, "rampart-proxy"), find(&r.proxy, "nginx-proxy")) {
+        goals.push(throughput_goal(
+            p,
+            n,
+            "authenticated proxied `GET /` through Rampart",
+            PROXY_GOAL,
+        ));
+    }
+    goals.extend(micro::goals(r));
+    let _ = writeln!(s, "## Goals\n");
+    if goals.is_empty() {
+        let _ = writeln!(s, "No figure with a goal was measured in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Each figure with a goal from the issues, beside the baseline measured in the same run \
+         (details in the sections below).\n"
+    );
+    let _ = writeln!(s, "| what | figure | baseline | ratio | goal | |");
+    let _ = writeln!(s, "|---|---:|---|---:|---|---|");
+    for g in goals {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            g.what.replace('|', "\\|"),
+            g.figure,
+            g.baseline.replace('|', "\\|"),
+            g.ratio,
+            g.target.replace('|', "\\|"),
+            g.met.map_or("—", |m| if m { "**met**" } else { "**not met**" })
+        );
+    }
+    let _ = writeln!(s);
+    if is_smoke(&r.meta) {
+        let _ = writeln!(
+            s,
+            "In a smoke run the load-test ratios rest on {} s runs: read met / not met as \
+             provisional.\n",
+            meta_num(&r.meta, "duration_s")
+        );
+    }
+}
+
+/// What this run lacks, for the "not measured" list.
+fn not_measured(r: &Results) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, what) in [
+        ("lib-memory", "the session library alone (`lib-memory`)"),
+        ("rampart-memory", "the gateway with the memory store"),
+        ("rampart-redis", "the gateway with the Redis store"),
+        ("rampart-sql", "the gateway with the SQL store"),
+    ] {
+        if find(&r.throughput, name).is_none() {
+            out.push(format!("{what}: see the anomalies below."));
+        }
+    }
+    for (name, what) in [
+        ("nginx-proxy", "nginx in front of the upstream"),
+        ("rampart-proxy", "the authenticated proxied GET through Rampart"),
+        ("rampart-verify", "forward auth (`GET /auth/verify`)"),
+    ] {
+        if find(&r.proxy, name).is_none() {
+            out.push(format!("{what}: see the anomalies below."));
+        }
+    }
+    if r.micro.is_none() {
+        out.push("The library micro-benchmarks (`scripts/microbench`).".to_owned());
+    }
+    out.extend(micro::missing(r));
+    out
+}
+
+fn rerun_section(s: &mut String, r: &Results) {
+    let m = &r.meta;
+    let secs = |k: &str| m.get(k).and_then(Value::as_f64);
+    let targets = TARGET_COUNT.max(
+        m.get("targets").and_then(Value::as_array).map_or(0, Vec::len)
+            + m.get("proxy_targets").and_then(Value::as_array).map_or(0, Vec::len),
+    ) as f64;
+    let micro_s = r
+        .micro
+        .as_ref()
+        .and_then(|v| v.get("seconds"))
+        .and_then(Value::as_f64)
+        .filter(|v| *v > 0.0)
+        .unwrap_or(180.0);
+    // Default knobs: 3 rounds of (2 s warm-up + 10 s) per target, Redis counts, hashing, 10 s of
+    // login throughput, 10 s + 16 s of flood, server start-up and the wait for a quiet machine.
+    let estimate = targets * 3.0 * 12.0 + 10.0 + 26.0 + 40.0 + micro_s;
     let _ = writeln!(s, "## How to rerun\n");
     let _ = writeln!(
         s,
-        "```sh\n./scripts/bench\n```\n\nIt installs `wrk` (and Redis, curl) with apt when missing, builds \
-         `rampart` and `bench/` in release mode, starts every server on a free loopback port, \
-         stops them on exit and rewrites this file, `docs/bench/results.json` (every raw figure) \
-         and the charts. It takes about six minutes on two cores. Knobs: `BENCH_DURATION`, \
-         `BENCH_WARMUP`, `BENCH_THREADS`, `BENCH_CONNECTIONS`, `BENCH_ROUNDS`, \
-         `BENCH_REDIS_REQUESTS`, `BENCH_FLOOD_CLIENTS`; `BENCH_KEEP=1` keeps the raw run directory."
+        "```sh\n\
+         ./scripts/bench                                   # everything, with the defaults\n\
+         BENCH_MICRO=0 ./scripts/bench                     # without the library micro-benchmarks\n\
+         BENCH_DURATION=2 BENCH_ROUNDS=1 ./scripts/bench   # smoke run: checks the harness end to end\n\
+         ./scripts/microbench                              # the micro-benchmarks alone -> docs/bench/micro.json\n\
+         ```\n"
     );
-    s
+    let _ = writeln!(
+        s,
+        "`./scripts/bench` installs `wrk`, Redis, nginx (`nginx-light`) and curl with apt when \
+         missing, builds `rampart`, `bench/` and the micro-benchmark examples in release mode, \
+         starts every server on a free loopback port (nginx as an unprivileged process under a \
+         temporary prefix), stops them all on exit, and rewrites this file, \
+         `docs/bench/results.json` (every raw figure), `docs/bench/micro.json` and the charts. \
+         With the defaults it measures for about {:.0} minutes on two cores ({} load-test targets \
+         × 3 rounds × 12 s, the Redis, login and flood runs, about {:.0} s of \
+         micro-benchmarks), after the release builds (the first builds take about 20 minutes on \
+         two cores), and waits up to `BENCH_WAIT_IDLE` seconds for other work on the machine to \
+         stop first.",
+        (estimate / 60.0).ceil(),
+        targets,
+        micro_s
+    );
+    if let (Some(b), Some(st), Some(me), Some(mi)) =
+        (secs("build_s"), secs("setup_s"), secs("measure_s"), secs("micro_s"))
+    {
+        let _ = writeln!(
+            s,
+            "This run: {b:.0} s of builds, {st:.0} s of start-up and waiting for quiet, {me:.0} s \
+             of load tests, {mi:.0} s of micro-benchmarks."
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nKnobs (environment): `BENCH_DURATION` (s per load run, default 10), `BENCH_WARMUP` (2), \
+         `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (32), `BENCH_ROUNDS` (3), \
+         `BENCH_REDIS_REQUESTS` (2000), `BENCH_FLOOD_CLIENTS` (64), `BENCH_WAIT_IDLE` (60), \
+         `BENCH_MICRO=0` (skip the micro-benchmarks; the last `docs/bench/micro.json` is then \
+         shown, marked as from another run), `RAMPART_TEST_POSTGRES_URL` (Postgres for the audit \
+         sink micro-benchmark, default `postgres://postgres@127.0.0.1:5432/postgres`), \
+         `BENCH_KEEP=1` (keep the raw run directory), `BENCH_BASELINES_ONLY=1` (skip Rampart). A \
+         duration or round count below the default marks the report as a smoke run."
+    );
 }
+
+/// Load-test targets with the default knobs (session table and proxy table).
+const TARGET_COUNT: usize = super::TARGETS.len() + super::PROXY_TARGETS.len();
 
 fn cores(v: Option<f64>) -> String {
     v.map_or_else(|| "—".to_owned(), |c| format!("{c:.2}"))
@@ -201,6 +446,7 @@ fn busy_warning(s: &mut String, r: &Results) {
     let runs = r
         .throughput
         .iter()
+        .chain(&r.proxy)
         .flat_map(|t| t.rounds.iter())
         .chain([&r.login_throughput, &r.flood_idle, &r.flood_loaded].into_iter().flatten())
         .filter_map(|w| w.others_cores);
@@ -225,6 +471,95 @@ fn busy_warning(s: &mut String, r: &Results) {
     let _ = writeln!(s);
 }
 
+fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
+    let _ = writeln!(s, "## Proxy and forward auth\n");
+    if r.proxy.is_empty() {
+        let _ = writeln!(s, "Not measured in this run.\n");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "The upstream is a tiny axum app (`GET /` answers a small HTML page). Measured in the \
+         same interleaved rounds as the table above (same wrk settings, median of the rounds):\n\n\
+         - **upstream-direct**: the upstream alone, no proxy.\n\
+         - **nginx-proxy**: nginx (`proxy_pass` to the upstream over kept-alive HTTP/1.1 \
+           connections, `worker_processes auto`, access log off) with no authentication: the \
+           baseline of the proxy goal.\n\
+         - **rampart-proxy**: `GET /` through Rampart with `RAMPART_UPSTREAM` set to the same \
+           upstream and the session cookie on every request. No access rules are configured, so \
+           the default applies: every proxied path needs a logged-in user (checked: without the \
+           cookie it is refused). Rampart strips client identity headers, adds `Remote-User`, \
+           `Remote-Email`, `Remote-Groups` and a signed `X-Rampart-Assertion`, and applies every \
+           protection as for its own routes. Memory session store. Goal: at least {PROXY_GOAL:.2}× \
+           of nginx-proxy.\n\
+         - **rampart-verify**: forward auth, `GET /auth/verify` on the same Rampart with the \
+           session cookie and `X-Forwarded-Method`, `-Host`, `-Uri`, `-Proto` as nginx \
+           `auth_request` sends them (believed from loopback because \
+           `RAMPART_TRUSTED_PROXIES=127.0.0.1/32`); each answer is a 200 with the identity \
+           headers. Compared with plain, the bare axum handler.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| target | what | req/s | p50 | p99 | baseline | req/s vs baseline | p99 vs baseline | errors | other load |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    for t in &r.proxy {
+        let (vr, vp) = t.vs_stack.map_or(("—".into(), "—".into()), |v| (x(v.rps), x(v.p99)));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} ({}–{}) | {} | {} | {} | {vr} | {vp} | {} | {} |",
+            t.target,
+            t.description,
+            thousands(t.rps),
+            thousands(t.rps_min),
+            thousands(t.rps_max),
+            ms(t.p50_us),
+            ms(t.p99_us),
+            t.stack.as_deref().unwrap_or("—"),
+            t.errors + t.non_2xx_3xx,
+            cores(t.others_cores)
+        );
+    }
+    let _ = writeln!(s);
+    if let (Some(p), Some(n)) = (find(&r.proxy, "rampart-proxy"), find(&r.proxy, "nginx-proxy")) {
+        let ratio = if n.rps > 0.0 { p.rps / n.rps } else { 0.0 };
+        let _ = writeln!(
+            s,
+            "Authenticated proxied GET through Rampart ÷ the same GET through nginx without \
+             authentication: **{}** req/s (p99 {}); goal at least {PROXY_GOAL:.2}×: **{}**.\n",
+            x(ratio),
+            x(if n.p99_us > 0.0 { p.p99_us / n.p99_us } else { 0.0 }),
+            met(ratio >= PROXY_GOAL)
+        );
+    }
+    if let Some(v) = find(&r.proxy, "rampart-verify") {
+        let _ = writeln!(
+            s,
+            "Forward auth: **{} checks/s**, p99 **{}** ({} wrk connections).\n",
+            thousands(v.rps),
+            ms(v.p99_us),
+            meta_num(&r.meta, "connections")
+        );
+    }
+    if charts.contains(&"proxy.svg") {
+        let _ = writeln!(s, "![proxy.svg](bench/proxy.svg)\n");
+    }
+}
+
+/// `{"hmget":3,"evalsha":1}` as `hmget 3, evalsha 1` (table-safe), or `—`.
+fn by_command(v: &Value, key: &str) -> String {
+    let text = v
+        .get(key)
+        .and_then(Value::as_object)
+        .map(|o| o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default();
+    if text.is_empty() {
+        "—".to_owned()
+    } else {
+        text.replace('|', "\\|")
+    }
+}
+
 fn redis_section(s: &mut String, r: &Results) {
     let _ = writeln!(s, "## Redis commands per authenticated request\n");
     if r.redis.is_empty() {
@@ -234,10 +569,20 @@ fn redis_section(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "N sequential `GET /api/auth/me` on one kept-alive connection against the run's private \
-         Redis. *Sent* counts the commands clients sent (`MONITOR`, round trips); *executed* \
-         counts every command Redis ran (`INFO commandstats`, INFO itself left out), including \
-         those a server-side script runs. The idle control counts executed commands in an equal \
-         time with no requests (background work).\n"
+         Redis, with a session from a login just before, after one request that is not counted. \
+         *Sent* counts the commands clients sent \
+         (`MONITOR`, round trips); *executed* counts every command Redis ran (`INFO \
+         commandstats`, INFO itself left out), including those a server-side script runs. The \
+         idle control counts executed commands in an equal time with no requests (background \
+         work).\n\n\
+         Rampart's Redis session store loads a session with one plain `HMGET`: one round trip, \
+         one command executed. Only when the session was last seen more than the touch interval \
+         ago (60 s by default) does a second call follow, the touch script (`EVALSHA`, plus \
+         `SCRIPT LOAD` the first time it runs on a Redis), which runs a few more commands inside \
+         Redis; so a session costs at most one touch a minute however busy it is. The fresh \
+         login keeps a touch from falling due during the count, so the table shows the per-request \
+         cost; a touch that falls due anyway shows in the table and is named below it. The \
+         stack's Redis store sends one `GET` and never writes back on reads.\n"
     );
     let _ = writeln!(
         s,
@@ -249,18 +594,6 @@ fn redis_section(s: &mut String, r: &Results) {
         let c = v.get("commands").and_then(Value::as_u64).unwrap_or(0);
         let sent = v.get("sent").and_then(Value::as_u64).unwrap_or(0);
         let per = |x: u64| if n > 0 { x as f64 / n as f64 } else { 0.0 };
-        let by = |key: &str| {
-            let text = v
-                .get(key)
-                .and_then(Value::as_object)
-                .map(|o| o.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            if text.is_empty() {
-                "—".to_owned()
-            } else {
-                text
-            }
-        };
         let _ = writeln!(
             s,
             "| {t} | {n} | {} | {sent} | {:.3} | {c} | {:.3} | {} | {} | {} |",
@@ -268,11 +601,49 @@ fn redis_section(s: &mut String, r: &Results) {
             per(sent),
             per(c),
             v.get("idle_commands").and_then(Value::as_u64).unwrap_or(0),
-            by("sent_by_command"),
-            by("by_command")
+            by_command(v, "sent_by_command"),
+            by_command(v, "by_command")
         );
     }
     let _ = writeln!(s);
+    if let Some((_, v)) = r.redis.iter().find(|(t, _)| t == "rampart-redis") {
+        let n = v.get("requests").and_then(Value::as_u64).unwrap_or(0);
+        let c = v.get("commands").and_then(Value::as_u64).unwrap_or(0);
+        let count = |key: &str, cmd: &str| {
+            v.get(key).and_then(|o| o.get(cmd)).and_then(Value::as_u64).unwrap_or(0)
+        };
+        let hmget = count("by_command", "hmget");
+        let evalsha = count("sent_by_command", "evalsha");
+        let per = if n > 0 { c as f64 / n as f64 } else { 0.0 };
+        let verdict = if n > 0 && c == n && hmget == n {
+            format!("executed exactly {c} commands for {n} requests, one `HMGET` each: 1.000 per request")
+        } else if evalsha > 0 && hmget >= n {
+            format!(
+                "executed {c} commands for {n} requests ({per:.3} per request): one `HMGET` each, \
+                 and {} more because a touch fell due during the count (`EVALSHA` sent {evalsha} \
+                 time(s))",
+                c.saturating_sub(n)
+            )
+        } else {
+            format!(
+                "executed {c} commands for {n} requests ({per:.3} per request): see the commands \
+                 by name"
+            )
+        };
+        let _ = writeln!(s, "In this run rampart-redis {verdict}.");
+        let primer = v.get("primer_commands").and_then(Value::as_u64);
+        match primer {
+            Some(0 | 1) | None => {}
+            Some(p) => {
+                let _ = writeln!(
+                    s,
+                    "The uncounted request before it executed {p} commands ({}).",
+                    by_command(v, "primer_by_command")
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
 }
 
 fn login_section(s: &mut String, r: &Results, nproc: f64) {
