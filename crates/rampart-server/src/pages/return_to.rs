@@ -11,8 +11,10 @@
 //! - backslashes anywhere;
 //! - control characters anywhere: browsers drop tab, CR and LF from URLs, so `/\t/evil`
 //!   becomes `//evil`; CR/LF would also split the `Location` header;
-//! - paths whose dot segments resolve to `//…` (`/..//evil`);
-//! - more than 2048 bytes.
+//! - paths whose dot segments resolve to `//…` (`/..//evil`), a dot also counting when written
+//!   `%2e`, as browsers resolve it (`/x%23/%2e%2e//evil`);
+//! - more than 2048 bytes, as given or once percent-encoded (so the value returned, checked
+//!   again when the login form is submitted, is accepted again).
 //!
 //! The result is the input with bytes outside printable ASCII percent-encoded, so it is always
 //! a valid header value. Targets are checked when the login form is rendered and again when it
@@ -45,7 +47,8 @@ pub fn safe_return_to(raw: &str) -> Option<String> {
     if !stable {
         return None;
     }
-    Some(encode_unsafe_bytes(raw))
+    // Encoding can triple the length; a result over the limit would be refused on its re-check.
+    Some(encode_unsafe_bytes(raw)).filter(|out| out.len() <= MAX_LEN)
 }
 
 /// One decoding level: starts with a single `/`, no backslash, no control character (C0, DEL,
@@ -70,23 +73,45 @@ fn resolves_to_double_slash(path: &[u8]) -> bool {
     let segments: Vec<&[u8]> = path.split(|&c| c == b'/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     for (i, seg) in segments.iter().enumerate() {
-        match *seg {
-            b"." => {
+        match dot_segment(seg) {
+            1 => {
                 if i == last {
                     out.push(b"");
                 }
             }
-            b".." => {
+            2 => {
                 out.pop();
                 if i == last {
                     out.push(b"");
                 }
             }
-            s => out.push(s),
+            _ => out.push(seg),
         }
     }
     // "/" + first segment; an empty first segment followed by more means "//".
     out.len() > 1 && out.first().is_some_and(|s| s.is_empty())
+}
+
+/// 1 for a `.` segment, 2 for a `..` segment, else 0. As in the WHATWG URL standard, a dot
+/// also written `%2e` (any case) counts: a browser resolves `/x/%2e%2e//evil` to `//evil`.
+fn dot_segment(seg: &[u8]) -> usize {
+    let mut rest = seg;
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return 0;
+        }
+        dots += 1;
+    }
+    if dots <= 2 {
+        dots
+    } else {
+        0
+    }
 }
 
 fn percent_decode(input: &[u8]) -> Vec<u8> {

@@ -56,6 +56,13 @@ pub(crate) const UNSAFE: &[&str] = &[
     "/%2E%2E/%2Fevil.example",
     "/.%2e//evil.example",
     "/%2e//evil.example",
+    // Found by fuzzing: an encoded `#` or `?` ends the path only once decoded, while a browser
+    // resolves the encoded dots before it.
+    "/x%23/%2e%2e//evil.example",
+    "/x%3F/%2E%2e//evil.example",
+    "/x%23/.%2e//evil.example",
+    "/x%253F/%252e%252e//evil.example",
+    "/%2e'%23%%/%2e%2e//%e/./[//./[/./[//./",
     "https:/evil.example",
     "https:evil.example",
     " /",
@@ -87,6 +94,22 @@ fn refuses_every_unsafe_target() {
         assert_eq!(safe_return_to(raw), None, "{raw:?} was accepted");
     }
     assert_eq!(safe_return_to(&format!("/{}", "a".repeat(MAX_LEN))), None);
+}
+
+#[test]
+fn a_target_too_long_once_encoded_is_refused() {
+    // Found by fuzzing: the result, re-checked when the login form is submitted, must still
+    // be accepted, so the limit applies after encoding too.
+    let spaces = format!("/ /{}/f", " ".repeat(700));
+    assert!(spaces.len() <= MAX_LEN);
+    assert_eq!(safe_return_to(&spaces), None);
+    let accented = format!("/{}", "\u{e9}".repeat(400));
+    assert!(accented.len() <= MAX_LEN);
+    assert_eq!(safe_return_to(&accented), None);
+    let longest = format!("/{}", "\u{e9}".repeat((MAX_LEN - 1) / 6));
+    let out = safe_return_to(&longest).expect("fits once encoded");
+    assert!(out.len() <= MAX_LEN);
+    assert_eq!(safe_return_to(&out), Some(out));
 }
 
 #[test]
