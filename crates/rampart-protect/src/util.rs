@@ -20,12 +20,13 @@ pub(crate) fn under_any(path: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| under_prefix(path, p))
 }
 
-/// The media type of the `Content-Type` header (the part before any `;`), trimmed and
-/// lowercased; `None` when absent or not text.
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    Some(essence.to_ascii_lowercase())
+/// Whether the `Content-Type` essence (before any parameter) is `essence`, ignoring ASCII case.
+pub(crate) fn has_media_type(headers: &HeaderMap, essence: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case(essence))
 }
 
 #[cfg(test)]
@@ -35,9 +36,11 @@ mod tests {
     #[test]
     fn media_type_ignores_parameters_and_case() {
         let mut h = HeaderMap::new();
-        assert_eq!(media_type(&h), None);
+        assert!(!has_media_type(&h, "text/html"));
         h.insert(CONTENT_TYPE, "Text/HTML ; charset=utf-8".parse().unwrap());
-        assert_eq!(media_type(&h).as_deref(), Some("text/html"));
+        assert!(has_media_type(&h, "text/html"));
+        assert!(!has_media_type(&h, "text/htm"));
+        assert!(!has_media_type(&h, "application/json"));
     }
 
     #[test]

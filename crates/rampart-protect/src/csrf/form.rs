@@ -2,11 +2,11 @@
 
 use http::header::HeaderMap;
 
-use crate::util::media_type;
+use crate::util::has_media_type;
 
 /// Whether the request body is `application/x-www-form-urlencoded`.
 pub(crate) fn is_urlencoded_form(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|m| m == "application/x-www-form-urlencoded")
+    has_media_type(headers, "application/x-www-form-urlencoded")
 }
 
 /// The decoded value of the first field called `name`; `None` when absent or not UTF-8.

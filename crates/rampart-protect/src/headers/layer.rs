@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::config::SecurityHeadersConfig;
 use crate::future::{after, ResponseFuture};
-use crate::util::{media_type, under_any};
+use crate::util::{has_media_type, under_any};
 
 /// Bytes of randomness in a CSP nonce (128 bits).
 const NONCE_BYTES: usize = 16;
@@ -103,9 +103,11 @@ fn finish<B, E>((result, state): (Result<Response<B>, E>, HeadersState)) -> Resu
     let mut res = result?;
     let authenticated = res.extensions().get::<Authenticated>().is_some();
     let is_html =
-        matches!(media_type(res.headers()).as_deref(), Some("text/html" | "application/xhtml+xml"));
+        ["text/html", "application/xhtml+xml"].iter().any(|m| has_media_type(res.headers(), m));
     let config = &state.config;
     let headers = res.headers_mut();
+    // Room for everything added below at once, instead of growing the map step by step.
+    headers.reserve(config.fixed.len() + 4);
     headers.remove(SERVER);
     headers.remove("x-powered-by");
     if state.no_store || authenticated {

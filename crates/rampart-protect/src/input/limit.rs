@@ -11,7 +11,7 @@ use tower::{Layer, Service};
 
 use crate::error::request_id;
 use crate::future::{after, early, ResponseFuture};
-use crate::util::media_type;
+use crate::util::has_media_type;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -133,7 +133,7 @@ fn finish<B: From<String>, E>(
 ) -> Result<Response<B>, E> {
     let res = result?;
     let is_plain_413 = res.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && media_type(res.headers()).as_deref() != Some("application/json");
+        && !has_media_type(res.headers(), "application/json");
     if !is_plain_413 {
         return Ok(res);
     }
