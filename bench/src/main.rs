@@ -4,6 +4,7 @@
 //! - `plain`: `GET /api/auth/me` with no layers at all: the ceiling for this machine.
 //! - `stack --store memory|redis`: sessions, a rate limiter and security headers assembled from
 //!   published crates, as an application would do it without Rampart.
+//! - `lib-protect`: `plain` behind the workspace's protection layers.
 //! - `lib-memory`: the workspace's `rampart-session` crate with its memory store in an axum app,
 //!   answering the same `GET /api/auth/me` as `plain` after checking the session.
 //! - `upstream`: a tiny application for proxy benchmarks.
@@ -14,6 +15,7 @@
 //! Every server binds `127.0.0.1:<port>` only and prints `listening on http://ADDR` when ready.
 
 mod hash;
+mod lib_protect;
 mod lib_session;
 mod report;
 mod servers;
@@ -69,6 +71,13 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// `plain` behind the workspace's protection layers (headers, method guard, client IP,
+    /// rate limit, CSRF, body limit).
+    LibProtect {
+        /// Loopback port to bind.
+        #[arg(long)]
+        port: u16,
+    },
     /// A tiny upstream application (`GET /` answers a small HTML page, `/json` a small JSON).
     Upstream {
         /// Loopback port to bind.
@@ -113,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             servers::run_stack(store, &redis_url, loopback(port))
         }
         Command::LibMemory { port } => lib_session::run(loopback(port)),
+        Command::LibProtect { port } => lib_protect::run(loopback(port)),
         Command::Upstream { port } => servers::run(servers::upstream(), loopback(port)),
         Command::HashTime { iterations, memory_kib, time_cost, lanes } => {
             let r = hash::time_hashes(iterations, memory_kib, time_cost, lanes)?;

@@ -22,6 +22,7 @@ mod markdown;
 pub(crate) const TARGETS: &[(&str, &str, Option<&str>)] = &[
     ("plain", "axum, no layers (ceiling)", None),
     ("lib-memory", "axum + rampart-session, memory store", None),
+    ("lib-protect", "axum + the protection layers, no session", None),
     ("stack-memory", "published crates, memory sessions", None),
     ("stack-redis", "published crates, Redis sessions", None),
     ("rampart-memory", "Rampart, memory store", Some("stack-memory")),
@@ -39,6 +40,9 @@ pub(crate) const PROXY_TARGETS: &[(&str, &str, Option<&str>)] = &[
 
 /// The session library's goal: `lib-memory` at least this fraction of `plain`'s req/s.
 pub(crate) const LIB_MEMORY_GOAL: f64 = 0.85;
+/// The protection stack's goal: `lib-protect` at least this fraction of `plain`'s req/s (at
+/// most 10% throughput lost).
+pub(crate) const LIB_PROTECT_GOAL: f64 = 0.9;
 /// The proxy's goal: `rampart-proxy` at least this fraction of `nginx-proxy`'s req/s.
 pub(crate) const PROXY_GOAL: f64 = 0.9;
 

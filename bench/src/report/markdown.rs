@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{median, Results, Throughput, Wrk, LIB_MEMORY_GOAL, PROXY_GOAL};
+use super::{median, Results, Throughput, Wrk, LIB_MEMORY_GOAL, LIB_PROTECT_GOAL, PROXY_GOAL};
 
 mod micro;
 
@@ -118,6 +118,12 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
            default timeouts) answering the same JSON after loading and checking the session from \
            the cookie; its `POST /login` creates the session (no password check). This is the \
            figure for the sessions goal: at least {LIB_MEMORY_GOAL:.2}× of plain.\n\
+         - **lib-protect**: plain's handler behind the workspace's protection layers as an \
+           application embeds them: security headers (strict preset), method guard, client-IP \
+           resolution, rate limiter (default rule, memory store), CSRF layer, body limit. The \
+           `GET` is exempt from the default rate-limit rule and the CSRF token check, but every \
+           layer runs. This is the figure for the protection goal: at least \
+           {LIB_PROTECT_GOAL:.2}× of plain (at most 10% throughput lost).\n\
          - **stack-memory / stack-redis**: what an application would assemble from published \
            crates (see `bench/Cargo.toml`): axum, a cookie session library with its memory store \
            or its Redis store, a per-IP rate limiter on unsafe methods (50 burst, 5/s), eight \
@@ -192,6 +198,16 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
                 met(v.rps >= LIB_MEMORY_GOAL)
             );
         }
+    }
+    if let Some(v) = find(&r.throughput, "lib-protect").and_then(|t| t.vs_plain) {
+        let _ = writeln!(
+            s,
+            "The protection stack: lib-protect ÷ plain = **{}** req/s (p99 {}); goal at least \
+             {LIB_PROTECT_GOAL:.2}×: **{}**.\n",
+            x(v.rps),
+            x(v.p99),
+            met(v.rps >= LIB_PROTECT_GOAL)
+        );
     }
     for c in charts.iter().filter(|c| ["throughput.svg", "latency.svg"].contains(c)) {
         let _ = writeln!(s, "![{c}](bench/{c})\n");
@@ -295,6 +311,16 @@ fn goals_section(s: &mut String, r: &Results) {
             LIB_MEMORY_GOAL,
         ));
     }
+    if let (Some(lib), Some(plain)) =
+        (find(&r.throughput, "lib-protect"), find(&r.throughput, "plain"))
+    {
+        goals.push(throughput_goal(
+            lib,
+            plain,
+            "protection stack over HTTP: `GET /api/auth/me`",
+            LIB_PROTECT_GOAL,
+        ));
+    }
     if let (Some(p), Some(n)) = (find(&r.proxy, "rampart-proxy"), find(&r.proxy, "nginx-proxy")) {
         goals.push(throughput_goal(
             p,
@@ -344,6 +370,7 @@ fn not_measured(r: &Results) -> Vec<String> {
     let mut out = Vec::new();
     for (name, what) in [
         ("lib-memory", "the session library alone (`lib-memory`)"),
+        ("lib-protect", "the protection stack alone (`lib-protect`)"),
         ("rampart-memory", "the gateway with the memory store"),
         ("rampart-redis", "the gateway with the Redis store"),
         ("rampart-sql", "the gateway with the SQL store"),
