@@ -44,9 +44,11 @@ impl TrustedProxies {
         Self::default()
     }
 
-    /// Trusts the given networks.
+    /// Trusts the given networks. A network written in IPv4-mapped IPv6 form
+    /// (`::ffff:10.0.0.0/104`) is stored as the IPv4 network it stands for, since peers are
+    /// compared in IPv4 form.
     pub fn new(nets: Vec<IpNet>) -> Self {
-        Self { nets }
+        Self { nets: nets.into_iter().map(canonical_net).collect() }
     }
 
     /// Parses a comma-separated list of CIDRs or plain addresses.
@@ -58,7 +60,7 @@ impl TrustedProxies {
                 .map_err(|_| TrustedProxiesError(part.to_owned()))?;
             nets.push(net);
         }
-        Ok(Self { nets })
+        Ok(Self::new(nets))
     }
 
     /// The networks.
@@ -102,6 +104,17 @@ impl TrustedProxies {
             }
         }
         ClientIp(current)
+    }
+}
+
+/// An IPv4-mapped IPv6 network (`::ffff:a.b.c.d/n`, n ≥ 96) as its IPv4 network.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        other => other,
     }
 }
 
@@ -167,6 +180,23 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv4_mapped_networks_trust_the_ipv4_peers_they_stand_for() {
+        let t = TrustedProxies::parse_list("::ffff:10.0.0.0/104, ::ffff:192.168.1.1").unwrap();
+        assert_eq!(t.nets()[0].to_string(), "10.0.0.0/8");
+        assert_eq!(t.nets()[1].to_string(), "192.168.1.1/32");
+        for peer in ["10.2.3.4", "::ffff:10.2.3.4", "192.168.1.1"] {
+            assert!(t.contains(ip(peer)), "{peer}");
+        }
+        for peer in ["11.0.0.1", "192.168.1.2", "::1"] {
+            assert!(!t.contains(ip(peer)), "{peer}");
+        }
+        assert_eq!(t.resolve(ip("10.0.0.1"), &["198.51.100.7"], &[]), ClientIp(ip("198.51.100.7")));
+        // A short IPv6 prefix that merely covers the mapped range stays IPv6.
+        let wide = TrustedProxies::parse_list("::/0").unwrap();
+        assert_eq!(wide.nets()[0].to_string(), "::/0");
     }
 
     #[test]

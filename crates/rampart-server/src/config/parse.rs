@@ -51,18 +51,41 @@ pub fn list(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// Hides the password of a URL like `scheme://user:pass@host/…`.
+/// Hides the secrets of a URL: the password in `scheme://user:pass@host/…`, and the value of
+/// every query parameter whose name suggests a secret (`password`, `sslpassword`, `token`, …),
+/// since database drivers also take credentials there.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "[redacted]".to_owned();
     };
-    match rest.rsplit_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (rest, None),
+    };
+    let mut out = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{scheme}://{user}:[redacted]@{host}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if secret_param(name) => format!("{name}=[redacted]"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
+}
+
+fn secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "key", "auth"].iter().any(|s| name.contains(s))
 }
 
 #[cfg(test)]
@@ -92,5 +115,14 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:[redacted]@h:6379/0");
         assert_eq!(redact_url("sqlite://./data.db"), "sqlite://./data.db");
+        assert_eq!(
+            redact_url("postgres://db/x?user=u&password=hunter2&sslmode=require"),
+            "postgres://db/x?user=u&password=[redacted]&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@db/x?sslpassword=s3&PassWord=p&application_name=a"),
+            "postgres://u:[redacted]@db/x?sslpassword=[redacted]&PassWord=[redacted]&application_name=a"
+        );
+        assert_eq!(redact_url("sqlite://./d.db?mode=rwc"), "sqlite://./d.db?mode=rwc");
     }
 }
