@@ -104,6 +104,32 @@ impl StoreKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32 bytes the key's hex digits spell (`None` only for a key not made by this type's
+    /// constructors, which never happens).
+    pub(crate) fn to_bytes(&self) -> Option<[u8; 32]> {
+        fn nibble(b: u8) -> Option<u8> {
+            match b {
+                b'0'..=b'9' => Some(b - b'0'),
+                b'a'..=b'f' => Some(b - b'a' + 10),
+                _ => None,
+            }
+        }
+        let text = self.0.as_bytes();
+        if text.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+            *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(out)
+    }
+
+    /// The key whose bytes are `bytes` (the inverse of [`StoreKey::to_bytes`]).
+    pub(crate) fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self(hex::encode(bytes))
+    }
 }
 
 impl fmt::Debug for StoreKey {
@@ -157,6 +183,18 @@ mod tests {
         for (text, ok) in cases {
             assert_eq!(SessionId::parse(&text).is_some(), ok, "{text:?}");
         }
+    }
+
+    #[test]
+    fn store_keys_convert_to_their_bytes_and_back() {
+        let keyring = Keyring::new(MasterKey::generate(), vec![]);
+        let key = StoreKey::derive(&keyring, &SessionId::generate());
+        let bytes = key.to_bytes().unwrap();
+        assert_eq!(hex::encode(bytes), key.as_str());
+        assert_eq!(StoreKey::from_bytes(&bytes), key);
+        let odd = StoreKey("0".repeat(63) + "g");
+        assert_eq!(odd.to_bytes(), None);
+        assert_eq!(StoreKey("ab".into()).to_bytes(), None);
     }
 
     #[test]

@@ -39,8 +39,11 @@ async fn never_grows_past_capacity_under_ten_times_as_many_inserts() {
     }
     // The per-user index holds only surviving sessions.
     let st = s.state.lock();
-    let indexed: usize = st.by_user.values().map(HashSet::len).sum();
+    let users: std::collections::BTreeSet<String> =
+        st.slots.iter().flatten().map(|n| n.user_id().to_owned()).collect();
+    let indexed: usize = users.iter().map(|u| st.user_slots(u).len()).sum();
     assert_eq!(indexed, 100);
+    assert_eq!(st.by_user.len(), users.len());
     assert!(st.slots.len() <= 100, "slots are reused, never grown past capacity");
 }
 
@@ -95,7 +98,9 @@ async fn expired_entries_are_invisible_and_swept() {
     clock.advance(time::Duration::seconds(2));
     assert_eq!(s.sweep(clock.now()), 1);
     assert_eq!(s.len(), 1);
-    assert!(!s.state.lock().by_user.contains_key("v"), "empty user entries are dropped");
+    let st = s.state.lock();
+    assert!(st.user_head("v").is_none(), "empty user entries are dropped");
+    assert_eq!(st.by_user.len(), 1);
 }
 
 #[tokio::test]
@@ -146,4 +151,93 @@ async fn sweeper_removes_expired_entries_and_stops_on_shutdown() {
     assert!(s.is_empty());
     token.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+}
+
+/// A key whose first 8 bytes (the index hash) are `prefix` and whose rest is random.
+fn key_with_prefix(prefix: [u8; 8]) -> StoreKey {
+    let mut bytes: [u8; 32] = rampart_core::token::random_bytes();
+    bytes[..8].copy_from_slice(&prefix);
+    StoreKey::from_bytes(&bytes)
+}
+
+#[tokio::test]
+async fn keys_sharing_the_index_hash_are_told_apart() {
+    let (s, clock) = store(100);
+    let keys: Vec<StoreKey> = (0..20).map(|_| key_with_prefix(*b"samehash")).collect();
+    let hashes: std::collections::BTreeSet<u64> =
+        keys.iter().map(|k| key_hash(&k.to_bytes().unwrap())).collect();
+    assert_eq!(hashes.len(), 1, "every key has the same index hash");
+    for (i, k) in keys.iter().enumerate() {
+        s.create(k, &record_for(&format!("user-{i}"), &clock), HOUR).await.unwrap();
+    }
+    assert_eq!(s.len(), 20, "a shared prefix is not a collision");
+    // The real key decides: a second create under an existing key still collides.
+    assert!(matches!(
+        s.create(&keys[3], &record_for("other", &clock), HOUR).await,
+        Err(SessionError::Collision)
+    ));
+    for (i, k) in keys.iter().enumerate() {
+        let got = s.load_and_touch(k, clock.now(), HOUR, HOUR).await.unwrap().unwrap();
+        assert_eq!(got.user_id, format!("user-{i}"));
+    }
+    assert!(s
+        .load_and_touch(&key_with_prefix(*b"samehash"), clock.now(), HOUR, HOUR)
+        .await
+        .unwrap()
+        .is_none());
+    // Deleting keys from the middle of the probe run leaves the others reachable.
+    for k in keys.iter().step_by(2) {
+        assert!(s.delete(k).await.unwrap());
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let found = s.load_and_touch(k, clock.now(), HOUR, HOUR).await.unwrap().is_some();
+        assert_eq!(found, i % 2 == 1, "key {i}");
+    }
+    assert_eq!(s.len(), 10);
+}
+
+#[tokio::test]
+async fn user_lists_survive_removal_from_any_position() {
+    let (s, clock) = store(100);
+    let keys: Vec<StoreKey> = (0..5).map(|_| random_key()).collect();
+    for k in &keys {
+        s.create(k, &record_for("u", &clock), HOUR).await.unwrap();
+        s.create(&random_key(), &record_for("other", &clock), HOUR).await.unwrap();
+    }
+    // Newest, oldest, then a middle one.
+    for k in [&keys[4], &keys[0], &keys[2]] {
+        assert!(s.delete(k).await.unwrap());
+    }
+    let mut listed: Vec<StoreKey> =
+        s.list_for_user("u").await.unwrap().into_iter().map(|(k, _)| k).collect();
+    listed.sort();
+    let mut expected = vec![keys[1].clone(), keys[3].clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(s.list_for_user("other").await.unwrap().len(), 5);
+    assert_eq!(s.delete_for_user("u", None, Some(&keys[3])).await.unwrap(), 1);
+    assert_eq!(s.list_for_user("u").await.unwrap().len(), 1);
+    assert_eq!(s.delete_for_user("u", None, None).await.unwrap(), 1);
+    assert!(s.state.lock().user_head("u").is_none());
+    assert_eq!(s.list_for_user("other").await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn records_come_back_exactly_with_their_last_seen_time() {
+    let (s, clock) = store(10);
+    let key = random_key();
+    let mut record = record_for("u", &clock);
+    record.last_seen_at = clock.now() - time::Duration::nanoseconds(1_234_567_891);
+    record.user_agent = None;
+    s.create(&key, &record, HOUR).await.unwrap();
+    let got = s.load_and_touch(&key, clock.now(), HOUR, HOUR).await.unwrap().unwrap();
+    assert_eq!(got, record);
+    let listed = s.list_for_user("u").await.unwrap();
+    assert_eq!(listed, vec![(key, record)]);
+}
+
+#[cfg(target_pointer_width = "64")]
+#[test]
+fn a_slot_takes_88_bytes() {
+    assert_eq!(std::mem::size_of::<Option<Node>>(), 88);
 }
