@@ -27,6 +27,8 @@ pub struct Inner {
     pub db: Db,
     /// Master keys.
     pub keyring: Keyring,
+    /// The signer of identity assertions for upstream apps (current key, reuse cache).
+    pub assertions: crate::gateway::identity::Assertions,
     /// Clock.
     pub clock: SharedClock,
     /// Redis, when configured and reachable.

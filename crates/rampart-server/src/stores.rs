@@ -139,10 +139,12 @@ pub async fn build(
         .map_err(|e| StartupError::new("vault", format!("cannot build the HTTP client ({e})")))?;
     let pseudonym_key = crate::pseudonymize::resolve_key(&config)?;
 
+    let assertions = crate::gateway::identity::Assertions::new(keyring.current(), &config);
     Ok(AppState::new(Inner {
         config,
         db,
         keyring,
+        assertions,
         clock,
         redis,
         instance_id,

@@ -48,11 +48,28 @@ pub const IDENTITY_HEADERS: &[&str] = &[
 /// Prefixes (normalised) of header families removed from every inbound request.
 pub const IDENTITY_HEADER_PREFIXES: &[&str] = &["x-rampart-", "x-auth-request-"];
 
+/// Whether the header name `name` reads as `normalised` (lower case, `-`) once case is ignored
+/// and `_` is read as `-`. Compares in place: it runs for every header of every proxied
+/// request.
+pub(crate) fn same_spelling(name: &[u8], normalised: &[u8]) -> bool {
+    name.len() == normalised.len()
+        && name.iter().zip(normalised).all(|(a, b)| {
+            let a = if *a == b'_' { b'-' } else { a.to_ascii_lowercase() };
+            a == *b
+        })
+}
+
+/// Whether the header name `name` starts with `normalised` in any spelling (see
+/// [`same_spelling`]).
+pub(crate) fn starts_with_spelling(name: &[u8], normalised: &[u8]) -> bool {
+    name.get(..normalised.len()).is_some_and(|head| same_spelling(head, normalised))
+}
+
 /// Whether `name` is an identity header in any spelling.
 pub fn is_identity_header(name: &str) -> bool {
-    let n = name.to_ascii_lowercase().replace('_', "-");
-    IDENTITY_HEADERS.contains(&n.as_str())
-        || IDENTITY_HEADER_PREFIXES.iter().any(|p| n.starts_with(p))
+    let n = name.as_bytes();
+    IDENTITY_HEADERS.iter().any(|h| same_spelling(n, h.as_bytes()))
+        || IDENTITY_HEADER_PREFIXES.iter().any(|p| starts_with_spelling(n, p.as_bytes()))
 }
 
 /// Removes every inbound identity header ([`IDENTITY_HEADERS`] and the
@@ -105,6 +122,9 @@ mod tests {
             h.insert(HeaderName::from_static(keep), HeaderValue::from_static("v"));
         }
         strip_identity_headers(&mut h);
+        assert!(is_identity_header("X_RAMPART_ASSERTION") && is_identity_header("Remote_User"));
+        assert!(!is_identity_header("x-rampart") && !is_identity_header("remote-user-agent"));
+        assert!(!is_identity_header("x-usér") && !is_identity_header(""));
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left.len(), 5, "{left:?}");
         for keep in ["accept", "x-forwarded-for", "x-users-choice", "remote-address", "cookie"] {

@@ -164,7 +164,8 @@ impl Proxy {
         if is_own_path(req.uri().path()) {
             return ApiError::not_found().into_response();
         }
-        let auth = req.extensions().get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
+        // The request is consumed here: take the caller rather than copy it.
+        let auth = req.extensions_mut().remove::<Auth>().unwrap_or(Auth::Anonymous);
         if matches!(auth, Auth::Unavailable) {
             return crate::auth::store_unavailable().into_response();
         }
@@ -256,7 +257,7 @@ impl Proxy {
         h.insert(headers::X_FORWARDED_PROTO.clone(), self.forwarded_proto.clone());
         h.insert(headers::X_FORWARDED_HOST.clone(), self.forwarded_host.clone());
         if let Some(user) = auth.user() {
-            h.extend(crate::gateway::identity::identity_headers(state, user));
+            crate::gateway::identity::insert_identity_headers(state, user, &mut h);
         }
         let mut out = http::Request::new(body);
         *out.method_mut() = parts.method;

@@ -2,7 +2,7 @@
 //! and end-to-end runs behind real nginx and Caddy and in headless Chromium.
 
 mod browser;
-mod forward_auth;
+pub(crate) mod forward_auth;
 mod proxies;
 
 use std::time::Duration;

@@ -501,6 +501,88 @@ async fn websocket_echo_works_after_login_and_a_foreign_origin_is_refused() {
     f.stop.cancel();
 }
 
+/// Logs `email` in; returns the session cookie and the CSRF token.
+async fn login_as(s: &Server, email: &str, password: &str) -> (String, String) {
+    let r = plain()
+        .post(s.url("/api/auth/login"))
+        .header("origin", &s.base)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = json_of(r).await["csrf_token"].as_str().unwrap().to_owned();
+    (cookie, token)
+}
+
+/// The verified claims of the assertion the upstream received for a proxied GET with `cookie`.
+async fn asserted(s: &Server, cookie: &str, jwks: &Value) -> Value {
+    let r = plain().get(s.url("/app/me")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = json_of(r).await;
+    let claims = crate::gateway_pages::forward_auth::verify_assertion(
+        header(&echo, "x-rampart-assertion").unwrap(),
+        jwks,
+    );
+    assert_eq!(header(&echo, "remote-groups"), claims["role"].as_str());
+    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    assert_eq!(exp - iat, 60, "{claims}");
+    claims
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reused_assertions_follow_role_changes_and_revocation_at_once() {
+    const BOB: &str = "bob@example.com";
+    const BOB_PW: &str = "tangerine-violin-orbit-77";
+    let f = fixture(&[]).await;
+    let jwks =
+        json_of(plain().get(f.rampart.url("/.well-known/jwks.json")).send().await.unwrap()).await;
+    let (admin, token) = login_as(&f.rampart, ADMIN, ADMIN_PW).await;
+    let admin_req = |m: reqwest::Method, path: &str| {
+        plain()
+            .request(m, f.rampart.url(path))
+            .header("origin", &f.rampart.base)
+            .header("cookie", &admin)
+            .header("x-csrf-token", &token)
+    };
+    let r = admin_req(reqwest::Method::POST, "/api/admin/users")
+        .json(&json!({"email": BOB, "password": BOB_PW, "role": "user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let bob_id = json_of(r).await["user"]["id"].as_str().unwrap().to_owned();
+
+    // The same session, again and again: each assertion verifies and says `user`.
+    let (bob, _) = login_as(&f.rampart, BOB, BOB_PW).await;
+    let first = asserted(&f.rampart, &bob, &jwks).await;
+    assert_eq!((first["role"].as_str(), first["sub"].as_str()), (Some("user"), Some(&*bob_id)));
+    for _ in 0..3 {
+        let again = asserted(&f.rampart, &bob, &jwks).await;
+        assert_eq!((&again["role"], &again["sid"]), (&first["role"], &first["sid"]));
+    }
+
+    // Promoted: the role change ends the session, so nothing is asserted for it any more.
+    let r = admin_req(reqwest::Method::PATCH, &format!("/api/admin/users/{bob_id}"))
+        .json(&json!({"role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let hits = f.up.hits.load(Ordering::SeqCst);
+    let r = plain().get(f.rampart.url("/app/me")).header("cookie", &bob).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), hits, "a revoked session reached the upstream");
+
+    // A new session is asserted with the new role at once.
+    let (bob, _) = login_as(&f.rampart, BOB, BOB_PW).await;
+    let promoted = asserted(&f.rampart, &bob, &jwks).await;
+    assert_eq!(promoted["role"], "admin");
+    assert_ne!(promoted["sid"], first["sid"]);
+    f.stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_upstream_is_502_and_a_slow_one_504() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -4,24 +4,26 @@
 use std::net::IpAddr;
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, COOKIE, SET_COOKIE,
-    UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONNECTION, COOKIE,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use http::Method;
 use rampart_core::TrustedProxies;
 
+use crate::gateway::{same_spelling, starts_with_spelling};
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus the
 /// non-standard `Proxy-Connection`.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    TE,
+    TRAILER,
+    TRANSFER_ENCODING,
+    UPGRADE,
 ];
 
 /// Forwarding and override headers a client must never choose: the proxy sets the forwarding
@@ -46,12 +48,6 @@ pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 pub(super) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// The `X-Forwarded-Host` header.
 pub(super) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// A header name as a spelling-insensitive key: lower case, `_` read as `-` (some servers
-/// treat `X_Forwarded_For` like `X-Forwarded-For`).
-fn canonical(name: &HeaderName) -> String {
-    name.as_str().replace('_', "-")
-}
 
 /// The comma-separated tokens of every `Connection` header, lower case.
 fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
@@ -84,8 +80,8 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     if keep_upgrade {
         if let Some(upgrade) = upgrade {
@@ -101,8 +97,10 @@ pub(super) fn strip_forwarding(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
-            let c = canonical(n);
-            c.starts_with("x-forwarded-") || CLIENT_FORBIDDEN.contains(&c.as_str())
+            // Spelling-insensitive: some servers treat `X_Forwarded_For` like `X-Forwarded-For`.
+            let n = n.as_str().as_bytes();
+            starts_with_spelling(n, b"x-forwarded-")
+                || CLIENT_FORBIDDEN.iter().any(|f| same_spelling(n, f.as_bytes()))
         })
         .cloned()
         .collect();
