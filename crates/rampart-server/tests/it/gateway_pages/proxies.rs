@@ -68,7 +68,7 @@ pub async fn echo_upstream() -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// A proxy process of the test's own; killed on drop.
+/// A proxy process of the test's own; stopped on drop.
 pub struct Proc {
     child: Child,
     pub base: String,
@@ -77,7 +77,17 @@ pub struct Proc {
 }
 
 impl Drop for Proc {
+    /// SIGTERM first, so the proxy stops its own worker processes (a SIGKILLed nginx master
+    /// leaves its workers running), then SIGKILL if it has not exited within 5 s.
     fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
