@@ -416,6 +416,94 @@ async fn logout_on_one_of_three_instances_is_seen_by_the_other_two_at_once() {
     }
 }
 
+/// POSTs a JSON body through `base` as an anonymous client; returns the status.
+async fn post_status(c: &reqwest::Client, base: &str, path: &str, body: &Value) -> StatusCode {
+    let r = c.post(format!("{base}{path}")).header("origin", ORIGIN).json(body).send().await;
+    r.unwrap().status()
+}
+
+#[tokio::test]
+async fn three_instances_behind_one_balancer_share_setup_logout_and_rate_limits() {
+    if !crate::gateway_pages::have("nginx", "three instances behind an nginx load balancer") {
+        return;
+    }
+    let Some(redis) = rampart_testkit::redis_url().await else { return };
+    let Some(pg) = rampart_testkit::postgres_database().await else { return };
+    let prefix = format!("rampart-t-{}:", rampart_testkit::random_suffix());
+    const QUOTA: usize = 150;
+    let quota = format!("{QUOTA}/600s");
+    let shared = env(&[
+        ("RAMPART_REDIS_URL", &redis),
+        ("RAMPART_REDIS_KEY_PREFIX", &prefix),
+        ("RAMPART_DATABASE_URL", &pg.url),
+        ("RAMPART_SECRET_KEY", KEY),
+        ("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RAMPART_RATE_LIMIT", &quota),
+    ]);
+    // One after the other, so only the first runs the migrations.
+    let servers: Vec<Server> = (0..3).map(|_| Server::start(&shared)).collect();
+    let ports: Vec<u16> =
+        servers.iter().map(|s| s.base.rsplit(':').next().unwrap().parse().unwrap()).collect();
+    let lb = crate::gateway_pages::proxies::start_nginx_balancer(free_port(), &ports);
+    let base = lb.base.as_str();
+    let c = http();
+
+    // The first-user race through the one address: exactly one admin.
+    let started = Instant::now();
+    let body = json!({"email": ADMIN, "password": PW});
+    let race = (0..100).map(|_| post_status(&c, base, "/api/setup", &body));
+    let statuses = futures_util::future::join_all(race).await;
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let conflicts = statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count();
+    assert_eq!((created, conflicts), (1, 99), "{statuses:?}");
+
+    // Logged in through the balancer, the session works on every instance; a logout through the
+    // balancer (answered by whichever instance) is seen by all three on the next request.
+    let who = login(base).await;
+    for _ in 0..3 {
+        assert_eq!(me_status(base, &who).await, StatusCode::OK);
+    }
+    for s in &servers {
+        assert_eq!(me_status(&s.base, &who).await, StatusCode::OK, "{}", s.base);
+    }
+    let r = c
+        .post(format!("{base}/api/auth/logout"))
+        .header("origin", ORIGIN)
+        .header("cookie", &who.cookie)
+        .header("x-csrf-token", &who.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    for _ in 0..3 {
+        assert_eq!(me_status(base, &who).await, StatusCode::UNAUTHORIZED);
+    }
+    for s in &servers {
+        assert_eq!(me_status(&s.base, &who).await, StatusCode::UNAUTHORIZED, "{}", s.base);
+    }
+
+    // The rate limit holds in total: so far 100 setups, one login and one logout spent the
+    // client's quota of unsafe requests; 200 more spread over the three instances admit only
+    // what is left of it, plus what the sustained rate (one per 4 s) gave back meanwhile.
+    let spent = 102;
+    let more = (0..200).map(|_| post_status(&c, base, "/api/setup", &body));
+    let statuses = futures_util::future::join_all(more).await;
+    let refilled = usize::try_from(started.elapsed().as_secs() / 4).unwrap() + 1;
+    let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    let admitted = statuses.len() - limited;
+    assert!(
+        admitted <= QUOTA - spent + refilled,
+        "{admitted} admitted past the quota ({refilled} refilled): {statuses:?}"
+    );
+    assert!(admitted >= QUOTA - spent - 5, "only {admitted} admitted: {statuses:?}");
+    for s in &servers {
+        let r = c.post(format!("{}/api/setup", s.base)).header("origin", ORIGIN).json(&body);
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "direct to {}", s.base);
+    }
+    drop(lb);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Slow and silent clients
 // ---------------------------------------------------------------------------------------------

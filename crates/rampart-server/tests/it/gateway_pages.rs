@@ -3,7 +3,7 @@
 
 mod browser;
 pub(crate) mod forward_auth;
-mod proxies;
+pub(crate) mod proxies;
 
 use std::time::Duration;
 

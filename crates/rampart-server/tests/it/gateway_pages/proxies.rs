@@ -191,8 +191,51 @@ http {{
 
 pub fn start_nginx(port: u16, rampart: u16, upstream: u16) -> Proc {
     let dir = tempfile::tempdir().unwrap();
+    let config = nginx_config(dir.path(), port, rampart, upstream);
+    spawn_nginx(dir, &config, port)
+}
+
+/// nginx as a plain round-robin load balancer on `port` in front of `backends` (Rampart
+/// instances), passing the client address in `X-Forwarded-For`.
+pub fn start_nginx_balancer(port: u16, backends: &[u16]) -> Proc {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let servers: String =
+        backends.iter().map(|b| format!("    server 127.0.0.1:{b} max_fails=0;\n")).collect();
+    let config = format!(
+        r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  upstream rampart {{
+{servers}  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://rampart;
+      proxy_next_upstream off;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+    }}
+  }}
+}}
+"#
+    );
+    spawn_nginx(dir, &config, port)
+}
+
+fn spawn_nginx(dir: tempfile::TempDir, config: &str, port: u16) -> Proc {
     let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_config(dir.path(), port, rampart, upstream)).unwrap();
+    std::fs::write(&conf, config).unwrap();
     let log = dir.path().join("stderr.log");
     let mut child = Command::new("nginx")
         .arg("-p")
