@@ -4,16 +4,10 @@
 //! - Argon2 is deliberately slow and memory-hungry. Run on the async runtime it would stall every
 //!   other request; here it runs on the hasher's own worker threads, at most `max_concurrent` at
 //!   a time, so memory use is bounded by `max_concurrent × m_kib`.
-//! - The workers run at the lowest CPU priority of normal scheduling (niceness 19 on Linux):
-//!   they use every idle cycle, but request handling comes first, so a login flood barely moves
-//!   the latency of other endpoints. Where the priority cannot be lowered they run at the
-//!   default one.
-//! - At most `max_queue` callers wait for a slot; the next one gets [`PasswordError::Busy`] at
-//!   once. A login flood is refused quickly instead of piling up unbounded work and memory.
-//! - The permit is held by the blocking task itself, so a caller that gives up (request
-//!   cancelled) does not free a slot while its hash is still running.
-//! - [`AsyncHasher::dummy_verify`] is subject to the same limits as a real verify, so an unknown
-//!   user and a known one see the same `Busy` behaviour; treat its `Busy` like a real one.
+//! - The workers run at the lowest CPU priority (on Linux the idle scheduling class, which any
+//!   other thread preempts the moment it wakes; elsewhere niceness 19): they use every idle
+//!   cycle, but request handling comes first, so a login flood barely moves the latency of other
+//!   endpoints. Where the priority cannot be lowered they run at the default one.
 //!
 //! # Deployment
 //! Size `max_concurrent` to the cores set aside for hashing (often the core count) and
@@ -149,7 +143,24 @@ impl AsyncHasher {
     }
 }
 
-/// Starts `n` worker threads at the lowest normal CPU priority, fed by the returned sender.
+/// Puts the calling thread at the lowest CPU priority there is for ordinary work: on Linux the
+/// idle scheduling class (`SCHED_IDLE`, allowed without privileges), whose threads the kernel
+/// preempts as soon as any other thread wakes up; elsewhere, or if that is refused, the
+/// lowest niceness. Best effort: without either the work runs at the default priority.
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadSchedulePolicy};
+    #[cfg(target_os = "linux")]
+    {
+        let idle = ThreadSchedulePolicy::Normal(thread_priority::NormalThreadSchedulePolicy::Idle);
+        let id = thread_priority::thread_native_id();
+        if thread_priority::set_thread_priority_and_policy(id, ThreadPriority::Min, idle).is_ok() {
+            return;
+        }
+    }
+    let _ = thread_priority::set_current_thread_priority(ThreadPriority::Min);
+}
+
+/// Starts `n` worker threads at the lowest CPU priority, fed by the returned sender.
 fn spawn_workers(n: usize) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
@@ -157,10 +168,7 @@ fn spawn_workers(n: usize) -> mpsc::Sender<Job> {
         let rx = Arc::clone(&rx);
         let spawned =
             std::thread::Builder::new().name(format!("rampart-hash-{i}")).spawn(move || {
-                // Best effort: without it the work runs at the default priority.
-                let _ = thread_priority::set_current_thread_priority(
-                    thread_priority::ThreadPriority::Min,
-                );
+                lower_priority();
                 loop {
                     // Holding the lock only while waiting for the next job.
                     let job = match rx.lock() {
@@ -336,7 +344,7 @@ mod tests {
         assert!(hasher.hash(SecretString::new("after a panic")).await.is_ok());
     }
 
-    /// Linux: the workers run with a raised niceness, read back from `/proc`.
+    /// Linux: the workers run in the idle scheduling class, read back from `/proc`.
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn workers_run_at_a_lower_cpu_priority() {
@@ -349,10 +357,9 @@ mod tests {
             .unwrap()
             .unwrap();
         let stat = std::fs::read_to_string(tid.join("stat")).unwrap();
-        // Fields after the parenthesised name; niceness is field 19 overall, 17th after it.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let nice: i32 = after.split(' ').nth(16).unwrap().parse().unwrap();
-        assert_eq!(nice, 19, "{stat}");
+        // Field 41 (scheduling policy; 5 is SCHED_IDLE), the 39th after the parenthesised name.
+        let after: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        assert_eq!(after[38], "5", "{stat}");
         let comm = std::fs::read_to_string(tid.join("comm")).unwrap();
         assert!(comm.starts_with("rampart-hash-"), "{comm}");
     }
