@@ -43,7 +43,7 @@ use rampart_audit::{EventKind, NewEvent, Outcome};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::identity::identity_headers;
+use super::identity::insert_identity_headers;
 use super::rules::{normalize_path, AccessRules, Decision};
 use crate::audit::{NewEventExt, RequestMeta};
 use crate::auth::{store_unavailable, Auth};
@@ -148,7 +148,7 @@ async fn verify(
         Decision::Allow => {
             let mut res = StatusCode::OK.into_response();
             if let Some(u) = user {
-                res.headers_mut().extend(identity_headers(&state, u));
+                insert_identity_headers(&state, u, res.headers_mut());
             }
             res
         }

@@ -116,15 +116,6 @@ pub fn jwks(state: &AppState) -> Value {
     json!({ "keys": keys })
 }
 
-/// The audience of assertions: `RAMPART_ASSERTION_AUDIENCE`, else the public origin.
-pub fn audience(state: &AppState) -> String {
-    state
-        .config
-        .assertion_audience
-        .clone()
-        .unwrap_or_else(|| state.config.public_origin.to_origin_string())
-}
-
 /// Signs assertions with the current key, once per caller and half-lifetime: see the
 /// [module docs](self). One per application ([`AppState`]).
 pub struct Assertions {
@@ -260,15 +251,8 @@ fn value(text: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(text).or_else(|_| HeaderValue::from_bytes(text.as_bytes())).ok()
 }
 
-/// The identity headers for `user`: `Remote-User`, `Remote-Email`, `Remote-Groups` and
-/// `X-Rampart-Assertion` (marked sensitive).
-pub fn identity_headers(state: &AppState, user: &AuthenticatedUser) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    insert_identity_headers(state, user, &mut h);
-    h
-}
-
-/// Sets the identity headers of [`identity_headers`] in `h`, replacing any of the same names.
+/// Sets the identity headers for `user` in `h`, replacing any of the same names:
+/// `Remote-User`, `Remote-Email`, `Remote-Groups` and `X-Rampart-Assertion` (marked sensitive).
 pub fn insert_identity_headers(state: &AppState, user: &AuthenticatedUser, h: &mut HeaderMap) {
     for (name, text) in [
         (&REMOTE_USER, user.user_id.as_str()),

@@ -331,20 +331,28 @@ async fn outage<Stop, Start>(
     assert_eq!(me_status(&s.base, who).await, StatusCode::OK);
 }
 
+/// A server with `extra` settings, its admin set up and logged in (the session checked).
+async fn serving_a_session(extra: &[(&str, &str)]) -> (Server, Login) {
+    let mut settings = extra.to_vec();
+    settings.push(("RAMPART_SECRET_KEY", KEY));
+    let s = Server::start(&env(&settings));
+    setup(&s.base).await;
+    let who = login(&s.base).await;
+    assert_eq!(me_status(&s.base, &who).await, StatusCode::OK);
+    (s, who)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_under_load_answers_503_and_service_resumes_without_a_restart() {
     let aof = tempfile::tempdir().unwrap();
     let redis = PrivateRedis::start_persistent(free_port(), aof.path()).await;
     let url = redis.url();
-    let mut s = Server::start(&env(&[
+    let (mut s, who) = serving_a_session(&[
         ("RAMPART_REDIS_URL", &url),
         ("RAMPART_SESSION_STORE", "redis"),
         ("RAMPART_SESSION_STORE_TIMEOUT", "1s"),
-        ("RAMPART_SECRET_KEY", KEY),
-    ]));
-    setup(&s.base).await;
-    let who = login(&s.base).await;
-    assert_eq!(me_status(&s.base, &who).await, StatusCode::OK);
+    ])
+    .await;
     // Killed, then started again on the same port with the same data: sessions written before
     // the outage are still there.
     let redis = tokio::sync::Mutex::new(redis);
@@ -357,15 +365,12 @@ async fn redis_killed_under_load_answers_503_and_service_resumes_without_a_resta
 async fn postgres_stopped_under_load_answers_503_and_service_resumes_without_a_restart() {
     let Some(pg) = PrivatePostgres::start().await else { return };
     let url = pg.url();
-    let mut s = Server::start(&env(&[
+    let (mut s, who) = serving_a_session(&[
         ("RAMPART_DATABASE_URL", &url),
         ("RAMPART_SESSION_STORE", "sql"),
         ("RAMPART_DATABASE_ACQUIRE_TIMEOUT", "1s"),
-        ("RAMPART_SECRET_KEY", KEY),
-    ]));
-    setup(&s.base).await;
-    let who = login(&s.base).await;
-    assert_eq!(me_status(&s.base, &who).await, StatusCode::OK);
+    ])
+    .await;
     let (stop, start) = (pg.stop_immediately(), pg.restart());
     outage("PostgreSQL outage", "database_unavailable", &mut s, &who, stop, start).await;
 }
@@ -374,19 +379,31 @@ async fn postgres_stopped_under_load_answers_503_and_service_resumes_without_a_r
 // Three instances sharing PostgreSQL and Redis
 // ---------------------------------------------------------------------------------------------
 
+/// Three instances sharing a fresh PostgreSQL database and Redis (own key prefix), the same
+/// secret key and `extra`; `None` when a store is missing outside CI. Bind the database first
+/// (`let Some((_pg, servers))`) so it outlives the servers.
+async fn three_instances(
+    extra: &[(&str, &str)],
+) -> Option<(rampart_testkit::PgDatabase, Vec<Server>)> {
+    let redis = rampart_testkit::redis_url().await?;
+    let pg = rampart_testkit::postgres_database().await?;
+    let prefix = format!("rampart-t-{}:", rampart_testkit::random_suffix());
+    let mut settings = vec![
+        ("RAMPART_REDIS_URL", redis.as_str()),
+        ("RAMPART_REDIS_KEY_PREFIX", prefix.as_str()),
+        ("RAMPART_DATABASE_URL", pg.url.as_str()),
+        ("RAMPART_SECRET_KEY", KEY),
+    ];
+    settings.extend_from_slice(extra);
+    let shared = env(&settings);
+    // One after the other, so only the first runs the migrations.
+    let servers = (0..3).map(|_| Server::start(&shared)).collect();
+    Some((pg, servers))
+}
+
 #[tokio::test]
 async fn logout_on_one_of_three_instances_is_seen_by_the_other_two_at_once() {
-    let Some(redis) = rampart_testkit::redis_url().await else { return };
-    let Some(pg) = rampart_testkit::postgres_database().await else { return };
-    let prefix = format!("rampart-t-{}:", rampart_testkit::random_suffix());
-    let shared = env(&[
-        ("RAMPART_REDIS_URL", &redis),
-        ("RAMPART_REDIS_KEY_PREFIX", &prefix),
-        ("RAMPART_DATABASE_URL", &pg.url),
-        ("RAMPART_SECRET_KEY", KEY),
-    ]);
-    // One after the other, so only the first runs the migrations.
-    let servers: Vec<Server> = (0..3).map(|_| Server::start(&shared)).collect();
+    let Some((_pg, servers)) = three_instances(&[]).await else { return };
     let bases: Vec<&str> = servers.iter().map(|s| s.base.as_str()).collect();
     setup(bases[0]).await;
     // Each instance in turn logs in; the next one logs out; all three refuse the cookie at once.
@@ -427,21 +444,10 @@ async fn three_instances_behind_one_balancer_share_setup_logout_and_rate_limits(
     if !crate::gateway_pages::have("nginx", "three instances behind an nginx load balancer") {
         return;
     }
-    let Some(redis) = rampart_testkit::redis_url().await else { return };
-    let Some(pg) = rampart_testkit::postgres_database().await else { return };
-    let prefix = format!("rampart-t-{}:", rampart_testkit::random_suffix());
     const QUOTA: usize = 150;
     let quota = format!("{QUOTA}/600s");
-    let shared = env(&[
-        ("RAMPART_REDIS_URL", &redis),
-        ("RAMPART_REDIS_KEY_PREFIX", &prefix),
-        ("RAMPART_DATABASE_URL", &pg.url),
-        ("RAMPART_SECRET_KEY", KEY),
-        ("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32"),
-        ("RAMPART_RATE_LIMIT", &quota),
-    ]);
-    // One after the other, so only the first runs the migrations.
-    let servers: Vec<Server> = (0..3).map(|_| Server::start(&shared)).collect();
+    let extra = [("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32"), ("RAMPART_RATE_LIMIT", &quota)];
+    let Some((_pg, servers)) = three_instances(&extra).await else { return };
     let ports: Vec<u16> =
         servers.iter().map(|s| s.base.rsplit(':').next().unwrap().parse().unwrap()).collect();
     let lb = crate::gateway_pages::proxies::start_nginx_balancer(free_port(), &ports);

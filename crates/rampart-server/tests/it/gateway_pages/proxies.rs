@@ -127,27 +127,29 @@ const NGINX_CLEARED: &[&str] = &[
     "X-Email",
 ];
 
-pub fn nginx_config(dir: &Path, port: u16, rampart: u16, upstream: u16) -> String {
+/// The start of an nginx configuration running in the foreground with every path (pid, logs,
+/// temporary files) inside `dir`, up to and including the opening of the `http` block.
+fn nginx_prelude(dir: &Path, connections: u32) -> String {
     let d = dir.display();
+    format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections {connections}; }}\nhttp {{\n  access_log off;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;"
+    )
+}
+
+pub fn nginx_config(dir: &Path, port: u16, rampart: u16, upstream: u16) -> String {
     let to_rampart = format!(
         "proxy_pass http://127.0.0.1:{rampart};\n      proxy_set_header Host $http_host;\n      \
          proxy_set_header X-Forwarded-For $remote_addr;\n      proxy_set_header X-Forwarded-Proto $scheme;"
     );
     let cleared: String =
         NGINX_CLEARED.iter().map(|h| format!("      proxy_set_header {h} \"\";\n")).collect();
+    let prelude = nginx_prelude(dir, 128);
     format!(
-        r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 128; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
+        r#"{prelude}
   absolute_redirect off;
   server {{
     listen 127.0.0.1:{port};
@@ -199,22 +201,11 @@ pub fn start_nginx(port: u16, rampart: u16, upstream: u16) -> Proc {
 /// instances), passing the client address in `X-Forwarded-For`.
 pub fn start_nginx_balancer(port: u16, backends: &[u16]) -> Proc {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
     let servers: String =
         backends.iter().map(|b| format!("    server 127.0.0.1:{b} max_fails=0;\n")).collect();
+    let prelude = nginx_prelude(dir.path(), 512);
     let config = format!(
-        r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
+        r#"{prelude}
   upstream rampart {{
 {servers}  }}
   server {{
