@@ -1,7 +1,7 @@
 //! `lib-protect`: `plain`'s handler behind the workspace's request-protection layers, as an
 //! application embeds them (see `crates/rampart-protect/examples/axum_protect.rs`): security
-//! headers (strict preset), the method guard, client-IP resolution through
-//! `rampart_core::TrustedProxies`, the rate limiter with its default rule and memory store, CSRF
+//! headers (strict preset), the method guard, client-IP resolution (`ClientIpLayer`, no trusted
+//! proxies), the rate limiter with its default rule and memory store, CSRF
 //! protection and the body limit.
 //!
 //! So `lib-protect ÷ plain` is the whole protection stack's cost on a `GET` over HTTP, which is
@@ -12,14 +12,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::Extension;
-use rampart_core::{ClientIp, Keyring, MasterKey, SystemClock, TrustedProxies};
+use rampart_core::{Keyring, MasterKey, SystemClock, TrustedProxies};
 use rampart_protect::csrf::{csrf_token_for, CsrfConfig, CsrfContext, CsrfLayer};
 use rampart_protect::headers::{SecurityHeadersConfig, SecurityHeadersLayer};
-use rampart_protect::{BodyLimitLayer, MethodGuardLayer, Origin};
+use rampart_protect::{BodyLimitLayer, ClientIpLayer, MethodGuardLayer, Origin};
 use rampart_ratelimit::{MemoryRateLimitStore, RateLimitLayer, RateLimitStore};
 
 /// Starts the server on `addr` until SIGINT/SIGTERM.
@@ -30,40 +27,16 @@ pub(crate) fn run(addr: SocketAddr) -> anyhow::Result<()> {
     let context = CsrfContext::session(csrf_token_for(&keyring, b"bench-session-id"));
     let limiter: Arc<dyn RateLimitStore> =
         Arc::new(MemoryRateLimitStore::with_default_capacity(SystemClock::shared()));
-    let proxies = Arc::new(TrustedProxies::none());
     // One `layer` call with the whole stack (outermost first): the router then wraps each route
     // once instead of once per layer.
     let stack = tower::ServiceBuilder::new()
         .layer(SecurityHeadersLayer::new(SecurityHeadersConfig::strict()))
         .layer(MethodGuardLayer::new())
-        .layer(middleware::from_fn_with_state(proxies, client_ip))
+        .layer(ClientIpLayer::new(TrustedProxies::none()))
         .layer(Extension(context))
         .layer(RateLimitLayer::with_default_rule(limiter))
         .layer(CsrfLayer::new(CsrfConfig::new(public)))
         .layer(BodyLimitLayer::new(64 * 1024));
     let app = crate::servers::plain().layer(stack);
     crate::servers::run(app, addr)
-}
-
-/// Resolves the client address (socket peer, or forwarding headers from trusted proxies) and
-/// stores it for the layers below.
-async fn client_ip(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let ip = resolve(&proxies, &req);
-    req.extensions_mut().insert(ip);
-    next.run(req).await
-}
-
-fn resolve(proxies: &TrustedProxies, req: &Request) -> ClientIp {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
-    let values = |name: &str| -> Vec<&str> {
-        req.headers().get_all(name).iter().filter_map(|v| v.to_str().ok()).collect()
-    };
-    proxies.resolve(peer, &values("x-forwarded-for"), &values("forwarded"))
 }

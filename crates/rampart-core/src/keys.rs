@@ -261,6 +261,16 @@ impl Keyring {
         self.all().map(|k| mac_with(k, purpose, data)).collect()
     }
 
+    /// Like [`Keyring::mac_all`], lazily: each tag is computed only when asked for, so a lookup
+    /// that succeeds under the current key costs one MAC and no allocation.
+    pub fn mac_each<'a>(
+        &'a self,
+        purpose: Purpose,
+        data: &'a [u8],
+    ) -> impl Iterator<Item = [u8; 32]> + Send + 'a {
+        self.all().map(move |k| mac_with(k, purpose, data))
+    }
+
     /// Verifies a tag made by [`Keyring::mac`] under any key, in constant time.
     pub fn verify_mac(&self, purpose: Purpose, data: &[u8], tag: &[u8]) -> bool {
         let mut ok = false;

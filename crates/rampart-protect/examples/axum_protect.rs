@@ -8,12 +8,14 @@ use axum::extract::Extension;
 use axum::response::Html;
 use axum::routing::{get, post};
 use axum::Router;
-use rampart_core::{Keyring, MasterKey};
+use std::net::SocketAddr;
+
+use rampart_core::{Keyring, MasterKey, TrustedProxies};
 use rampart_protect::cors::CorsConfig;
 use rampart_protect::csrf::{csrf_token_for, CsrfConfig, CsrfContext, CsrfLayer};
 use rampart_protect::headers::{CspNonce, SecurityHeadersConfig, SecurityHeadersLayer};
 use rampart_protect::input::{ApiJson, BodyLimitLayer};
-use rampart_protect::{CorsLayer, MethodGuardLayer, Origin};
+use rampart_protect::{ClientIpLayer, CorsLayer, MethodGuardLayer, Origin};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,12 +62,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(BodyLimitLayer::new(64 * 1024))
         .layer(CsrfLayer::new(csrf))
         .layer(Extension(context))
+        // Before anything that counts or records clients; believes no forwarding headers here.
+        .layer(ClientIpLayer::new(TrustedProxies::none()))
         .layer(CorsLayer::new(CorsConfig::new()))
         .layer(MethodGuardLayer::new())
         .layer(SecurityHeadersLayer::new(headers));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    // The client IP layer needs the socket peer.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
     Ok(())
 }

@@ -42,6 +42,8 @@
 //! # Features
 //! - [`csrf`]: CSRF protection from Fetch Metadata, then `Origin`/`Referer`, then a
 //!   session-bound HMAC token in a header or form field ([`csrf::CsrfLayer`]).
+//! - [`client_ip`]: [`ClientIpLayer`] resolves the client address (socket peer, or forwarding
+//!   headers from trusted proxies only) for the rate limiter and the audit log.
 //! - [`method`]: [`MethodGuardLayer`] answers 405 to TRACE, CONNECT and extension methods.
 //! - [`headers`]: [`headers::SecurityHeadersLayer`] adds HSTS, framing, sniffing, referrer,
 //!   isolation, permissions and cache headers and a per-response CSP nonce.
@@ -57,10 +59,12 @@
 //! audit layer.
 //!
 //! # Layer order
-//! Outermost first: security headers (so every answer gets them), method guard, CORS (answers
-//! preflights), the server's authentication (inserts [`csrf::CsrfContext`]), CSRF, body limit,
+//! Outermost first: security headers (so every answer gets them), method guard, client IP
+//! (before anything that counts or records clients), CORS (answers preflights), the server's
+//! authentication (inserts [`csrf::CsrfContext`]), CSRF, body limit,
 //! then the routes.
 
+pub mod client_ip;
 pub mod cors;
 pub mod csrf;
 mod error;
@@ -71,6 +75,7 @@ pub mod method;
 pub mod origin;
 mod util;
 
+pub use client_ip::ClientIpLayer;
 pub use cors::CorsLayer;
 pub use csrf::CsrfLayer;
 pub use error::{ProtectError, Result};

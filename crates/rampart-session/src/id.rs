@@ -39,11 +39,14 @@ impl SessionId {
         {
             return None;
         }
-        // The engine rejects non-canonical trailing bits, so each id has one text form.
-        let decoded = Zeroizing::new(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.as_bytes()).ok()?,
-        );
-        let bytes: [u8; SESSION_ID_LEN] = decoded.as_slice().try_into().ok()?;
+        // The engine rejects non-canonical trailing bits, so each id has one text form. Decoded
+        // on the stack (no allocation per request); the buffer has room for the engine's
+        // estimate and is wiped when dropped.
+        let mut buf = Zeroizing::new([0u8; SESSION_ID_LEN + 3]);
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(text.as_bytes(), buf.as_mut_slice())
+            .ok()?;
+        let bytes: [u8; SESSION_ID_LEN] = buf.get(..n)?.try_into().ok()?;
         Some(Self(bytes))
     }
 
@@ -74,40 +77,32 @@ impl fmt::Debug for SessionId {
 
 /// The key a store files a session under: lowercase hex of HMAC-SHA256(session subkey, id).
 ///
-/// Not a credential: knowing it does not let anyone present the session.
+/// Not a credential: knowing it does not let anyone present the session. Held inline (bytes
+/// and their hex digits), so deriving one on every request allocates nothing.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StoreKey(String);
+pub struct StoreKey {
+    bytes: [u8; 32],
+    hex: [u8; 64],
+}
 
 impl StoreKey {
     /// The key for `id` under the keyring's current master key.
     pub fn derive(keyring: &Keyring, id: &SessionId) -> Self {
-        Self(hex::encode(keyring.mac(Purpose::Session, id.expose_bytes())))
+        Self::from_bytes(&keyring.mac(Purpose::Session, id.expose_bytes()))
     }
 
     /// The keys `id` may be filed under, current master key first, then each previous key, so
-    /// sessions created before a key rotation are still found.
-    pub fn candidates(keyring: &Keyring, id: &SessionId) -> Vec<StoreKey> {
-        keyring
-            .mac_all(Purpose::Session, id.expose_bytes())
-            .into_iter()
-            .map(|tag| Self(hex::encode(tag)))
-            .collect()
+    /// sessions created before a key rotation are still found. Lazy: a key is derived only when
+    /// the one before it found nothing.
+    pub fn candidates<'a>(
+        keyring: &'a Keyring,
+        id: &'a SessionId,
+    ) -> impl Iterator<Item = StoreKey> + Send + 'a {
+        keyring.mac_each(Purpose::Session, id.expose_bytes()).map(|tag| Self::from_bytes(&tag))
     }
 
     /// Rebuilds a key read back from a store (64 lowercase hex digits), or `None`.
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| Self(text.to_owned()))
-    }
-
-    /// The key text (64 lowercase hex digits).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The 32 bytes the key's hex digits spell (`None` only for a key not made by this type's
-    /// constructors, which never happens).
-    pub(crate) fn to_bytes(&self) -> Option<[u8; 32]> {
         fn nibble(b: u8) -> Option<u8> {
             match b {
                 b'0'..=b'9' => Some(b - b'0'),
@@ -115,33 +110,50 @@ impl StoreKey {
                 _ => None,
             }
         }
-        let text = self.0.as_bytes();
+        let text = text.as_bytes();
         if text.len() != 64 {
             return None;
         }
-        let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let mut bytes = [0u8; 32];
+        for (o, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
             *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
         }
-        Some(out)
+        Some(Self::from_bytes(&bytes))
     }
 
-    /// The key whose bytes are `bytes` (the inverse of [`StoreKey::to_bytes`]).
+    /// The key text (64 lowercase hex digits).
+    pub fn as_str(&self) -> &str {
+        // Always ASCII hex digits, written by `from_bytes`.
+        std::str::from_utf8(&self.hex).unwrap_or_default()
+    }
+
+    /// The 32 bytes the key's hex digits spell.
+    pub(crate) fn to_bytes(&self) -> [u8; 32] {
+        self.bytes
+    }
+
+    /// The key whose bytes are `bytes`.
     pub(crate) fn from_bytes(bytes: &[u8; 32]) -> Self {
-        Self(hex::encode(bytes))
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        Self { bytes: *bytes, hex }
     }
 }
 
 impl fmt::Debug for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A prefix is enough to correlate log lines.
-        write!(f, "StoreKey({}…)", self.0.get(..12).unwrap_or(&self.0))
+        write!(f, "StoreKey({}…)", self.as_str().get(..12).unwrap_or_default())
     }
 }
 
 impl fmt::Display for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
@@ -189,12 +201,13 @@ mod tests {
     fn store_keys_convert_to_their_bytes_and_back() {
         let keyring = Keyring::new(MasterKey::generate(), vec![]);
         let key = StoreKey::derive(&keyring, &SessionId::generate());
-        let bytes = key.to_bytes().unwrap();
+        let bytes = key.to_bytes();
         assert_eq!(hex::encode(bytes), key.as_str());
         assert_eq!(StoreKey::from_bytes(&bytes), key);
-        let odd = StoreKey("0".repeat(63) + "g");
-        assert_eq!(odd.to_bytes(), None);
-        assert_eq!(StoreKey("ab".into()).to_bytes(), None);
+        assert_eq!(StoreKey::parse(key.as_str()), Some(key.clone()));
+        assert_eq!(StoreKey::parse(&("0".repeat(63) + "g")), None);
+        assert_eq!(StoreKey::parse(&key.as_str().to_uppercase()), None);
+        assert_eq!(StoreKey::parse("ab"), None);
     }
 
     #[test]
@@ -220,7 +233,7 @@ mod tests {
         assert_eq!(StoreKey::parse("abc"), None);
 
         let rotated = Keyring::new(MasterKey::generate(), vec![old]);
-        let candidates = StoreKey::candidates(&rotated, &id);
+        let candidates: Vec<_> = StoreKey::candidates(&rotated, &id).collect();
         assert_eq!(candidates.len(), 2);
         assert_eq!(candidates[0], StoreKey::derive(&rotated, &id));
         assert_eq!(candidates[1], key);

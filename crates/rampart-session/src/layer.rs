@@ -20,6 +20,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
@@ -219,7 +220,7 @@ where
                 CookieRead::Malformed => Some(SessionEvent::InvalidToken),
                 CookieRead::Valid(id) => match manager.load(&id).await {
                     Ok(LoadOutcome::Active(session)) => {
-                        req.extensions_mut().insert::<CurrentSession>(session);
+                        req.extensions_mut().insert::<CurrentSession>(Arc::new(session));
                         None
                     }
                     Ok(LoadOutcome::ExpiredIdle(r)) => {
@@ -256,12 +257,11 @@ fn store_failure(err: &SessionError, headers: &HeaderMap) -> Response {
 /// Writes the cookie the handler asked for, or clears a bad one, and marks such responses
 /// uncacheable.
 fn finish(res: &mut Response, cookie: &CookieConfig, event: Option<SessionEvent>) {
-    let prefix = format!("{}=", cookie.name());
-    let handler_set_cookie = res
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
+    let name = cookie.name().as_bytes();
+    let handler_set_cookie =
+        res.headers().get_all(SET_COOKIE).iter().any(|v| {
+            v.as_bytes().strip_prefix(name).is_some_and(|rest| rest.first() == Some(&b'='))
+        });
     let header = match res.extensions_mut().remove::<SetSession>() {
         Some(SetSession::Start(id)) => Some(cookie.set_cookie(&id)),
         Some(SetSession::End) => Some(cookie.clear_cookie()),

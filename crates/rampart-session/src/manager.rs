@@ -46,8 +46,9 @@ pub struct ActiveSession {
     pub idle_expires_at: OffsetDateTime,
 }
 
-/// The current request's session, as the layer inserts it into request extensions.
-pub type CurrentSession = ActiveSession;
+/// The current request's session, as the layer inserts it into request extensions: shared, so
+/// the extractors and other layers that read it clone a pointer, not the record.
+pub type CurrentSession = Arc<ActiveSession>;
 
 /// What [`SessionManager::load`] found.
 #[derive(Debug, Clone, PartialEq)]

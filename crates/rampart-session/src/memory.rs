@@ -394,7 +394,7 @@ impl MemorySessionStore {
 #[async_trait::async_trait]
 impl SessionStore for MemorySessionStore {
     async fn create(&self, key: &StoreKey, record: &SessionRecord, ttl: Duration) -> Result<()> {
-        let key = key.to_bytes().ok_or(SessionError::Corrupt(None))?;
+        let key = key.to_bytes();
         let blob = codec::encode(record);
         let (last_seen_secs, last_seen_nanos) = stamp(record.last_seen_at);
         let now = self.clock.now();
@@ -430,7 +430,7 @@ impl SessionStore for MemorySessionStore {
         touch_if_older_than: Duration,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>> {
-        let Some(key) = key.to_bytes() else { return Ok(None) };
+        let key = key.to_bytes();
         let now_stamp = stamp(now);
         // Decoding allocates every field: it happens after letting go of the lock, on a copy
         // of the bytes (on the stack when they fit).
@@ -462,7 +462,7 @@ impl SessionStore for MemorySessionStore {
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<bool> {
-        let Some(key) = key.to_bytes() else { return Ok(false) };
+        let key = key.to_bytes();
         let now = stamp(self.clock.now());
         let mut st = self.state.lock();
         let Some(i) = st.find(&key) else { return Ok(false) };
@@ -494,7 +494,7 @@ impl SessionStore for MemorySessionStore {
         handle: Option<&str>,
         except: Option<&StoreKey>,
     ) -> Result<u64> {
-        let except = except.and_then(StoreKey::to_bytes);
+        let except = except.map(|k| k.to_bytes());
         let now = stamp(self.clock.now());
         let mut st = self.state.lock();
         let slots = st.user_slots(user_id);

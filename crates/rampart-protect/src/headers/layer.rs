@@ -1,6 +1,6 @@
 //! The security headers layer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::header::{
@@ -20,15 +20,32 @@ const NONCE_BYTES: usize = 16;
 
 /// The CSP nonce of the current response, in the request extensions for HTML handlers.
 /// base64url, so it can be written into a `nonce="…"` attribute as is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CspNonce(pub String);
+///
+/// Drawn on first use: a JSON response, which never carries a nonce, costs no random draw.
+/// Clones share the one value, so the handler's page and the layer's `Content-Security-Policy`
+/// always agree.
+#[derive(Debug, Clone, Default)]
+pub struct CspNonce(Arc<OnceLock<String>>);
 
 impl CspNonce {
-    /// The nonce text.
+    /// A nonce with the given text (tests and fixed pages).
+    pub fn from_text(text: impl Into<String>) -> Self {
+        Self(Arc::new(OnceLock::from(text.into())))
+    }
+
+    /// The nonce text, drawn now if it was not yet.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.get_or_init(|| random_id(NONCE_BYTES))
     }
 }
+
+impl PartialEq for CspNonce {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for CspNonce {}
 
 /// Response extension marker: the response was produced for an authenticated request and
 /// gets `Cache-Control: no-store` unless it sets its own `Cache-Control`.
@@ -68,7 +85,7 @@ pub struct SecurityHeaders<S> {
 #[derive(Debug)]
 pub struct HeadersState {
     config: Arc<SecurityHeadersConfig>,
-    nonce: String,
+    nonce: CspNonce,
     no_referrer: bool,
     no_store: bool,
 }
@@ -86,8 +103,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let nonce = random_id(NONCE_BYTES);
-        req.extensions_mut().insert(CspNonce(nonce.clone()));
+        let nonce = CspNonce::default();
+        req.extensions_mut().insert(nonce.clone());
         let path = req.uri().path();
         let state = HeadersState {
             no_referrer: under_any(path, &self.config.no_referrer_prefixes),
@@ -127,7 +144,8 @@ fn finish<B, E>((result, state): (Result<Response<B>, E>, HeadersState)) -> Resu
     if let Some(value) = referrer {
         set_if_absent(headers, REFERRER_POLICY, value);
     }
-    let csp = if is_html { config.html_csp_for(&state.nonce) } else { config.other_csp.clone() };
+    let csp =
+        if is_html { config.html_csp_for(state.nonce.as_str()) } else { config.other_csp.clone() };
     if let Some(value) = csp {
         set_if_absent(headers, CONTENT_SECURITY_POLICY, value);
     }

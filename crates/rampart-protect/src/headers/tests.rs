@@ -13,7 +13,8 @@ use crate::ProtectError;
 /// echoes the nonce it saw.
 async fn inner(req: Request<Body>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
-    let nonce = req.extensions().get::<CspNonce>().map(|n| n.0.clone()).unwrap_or_default();
+    let nonce =
+        req.extensions().get::<CspNonce>().map(|n| n.as_str().to_owned()).unwrap_or_default();
     let status = path
         .rsplit('/')
         .next()
@@ -154,4 +155,16 @@ fn bad_overrides_are_refused() {
     assert!(matches!(no_placeholder, Err(ProtectError::InvalidCspTemplate { .. })));
     let bad_value = SecurityHeadersConfig::strict().with_header(X_FRAME_OPTIONS, "a\nb");
     assert!(matches!(bad_value, Err(ProtectError::InvalidHeaderValue { .. })));
+}
+
+#[test]
+fn a_nonce_is_drawn_once_and_shared_by_its_clones() {
+    let a = CspNonce::default();
+    let b = a.clone();
+    // Drawn through the clone: the original sees the same text.
+    let text = b.as_str().to_owned();
+    assert_eq!(a.as_str(), text);
+    assert_eq!(text.len(), 22, "128 bits in base64url");
+    assert_ne!(CspNonce::default().as_str(), text, "each response gets its own");
+    assert_eq!(CspNonce::from_text("fixed").as_str(), "fixed");
 }

@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn layout_declares_language_title_and_nonce() {
-        let page = layout(Some(&CspNonce("n0nce".into())), "Sign <in>", "", "<h1>x</h1>");
+        let page = layout(Some(&CspNonce::from_text("n0nce")), "Sign <in>", "", "<h1>x</h1>");
         assert!(page.starts_with("<!doctype html>\n<html lang=\"en\">"));
         assert!(page.contains("<title>Sign &lt;in&gt; · Rampart</title>"));
         assert!(page.contains("<style nonce=\"n0nce\">"));

@@ -51,7 +51,7 @@ fn fixture() -> Fixture {
         .route(
             "/maybe",
             get(|OptionalSession(s): OptionalSession| async move {
-                s.map_or_else(|| "anonymous".to_owned(), |s| s.record.user_id)
+                s.map_or_else(|| "anonymous".to_owned(), |s| s.record.user_id.clone())
             }),
         )
         .layer(SessionLayer::new(manager, CookieConfig::default()));
