@@ -45,6 +45,9 @@ pub(crate) const LIB_MEMORY_GOAL: f64 = 0.85;
 pub(crate) const LIB_PROTECT_GOAL: f64 = 0.9;
 /// The proxy's goal: `rampart-proxy` at least this fraction of `nginx-proxy`'s req/s.
 pub(crate) const PROXY_GOAL: f64 = 0.9;
+/// The login flood's goal: p99 of the probe during the flood at most this multiple of its p99
+/// alone.
+pub(crate) const FLOOD_P99_GOAL: f64 = 3.0;
 
 /// One wrk summary, reduced.
 #[derive(Serialize, Clone, Debug)]
@@ -130,14 +133,56 @@ pub(crate) struct Results {
     pub(crate) login_sequential_ms: Vec<f64>,
     pub(crate) login_sequential_statuses: Vec<u64>,
     pub(crate) login_throughput: Option<Wrk>,
+    /// The round whose probe-alone p99 is the median over the flood rounds.
     pub(crate) flood_idle: Option<Wrk>,
+    /// The round whose probe-during-flood p99 is the median over the flood rounds.
     pub(crate) flood_loaded: Option<Wrk>,
+    /// The flood of the round in `flood_loaded`.
     pub(crate) flood_attack: Option<Wrk>,
+    /// Every flood round, in order: probe alone, probe during the flood, the flood itself.
+    pub(crate) flood_rounds: Vec<FloodRound>,
     /// What `scripts/microbench` wrote.
     pub(crate) micro: Option<Value>,
     /// Whether `micro` comes from this run (else from an earlier `docs/bench/micro.json`).
     pub(crate) micro_this_run: bool,
     pub(crate) notes: Vec<String>,
+}
+
+/// One round of the login-flood measurement.
+#[derive(Serialize, Debug, Clone)]
+pub(crate) struct FloodRound {
+    pub(crate) idle: Wrk,
+    pub(crate) loaded: Wrk,
+    pub(crate) attack: Option<Wrk>,
+}
+
+/// The flood rounds of a run: `flood/me-{idle,loaded}.rN.json` and `flood/attack.rN.json` for
+/// N = 1, 2, …, or the unnumbered files of older runs as a single round.
+fn flood_rounds(run: &Path) -> Vec<FloodRound> {
+    let dir = run.join("flood");
+    let read = |name: &str| read_wrk(&dir.join(name));
+    let mut rounds = Vec::new();
+    for n in 1.. {
+        let (Some(idle), Some(loaded)) =
+            (read(&format!("me-idle.r{n}.json")), read(&format!("me-loaded.r{n}.json")))
+        else {
+            break;
+        };
+        rounds.push(FloodRound { idle, loaded, attack: read(&format!("attack.r{n}.json")) });
+    }
+    if rounds.is_empty() {
+        if let (Some(idle), Some(loaded)) = (read("me-idle.json"), read("me-loaded.json")) {
+            rounds.push(FloodRound { idle, loaded, attack: read("attack.json") });
+        }
+    }
+    rounds
+}
+
+/// The index of the element whose `key` is the median (the lower middle for even counts).
+fn median_index<T>(xs: &[T], key: impl Fn(&T) -> f64) -> Option<usize> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| key(&xs[a]).total_cmp(&key(&xs[b])));
+    order.get(xs.len().saturating_sub(1) / 2).copied()
 }
 
 pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
@@ -264,6 +309,7 @@ pub(crate) fn collect(run: &Path, docs: &Path) -> anyhow::Result<Results> {
         .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect();
+    let rounds = flood_rounds(run);
     Ok(Results {
         meta,
         throughput: rows,
@@ -279,9 +325,11 @@ pub(crate) fn collect(run: &Path, docs: &Path) -> anyhow::Result<Results> {
             .filter_map(|l| l.get("status").and_then(Value::as_u64))
             .collect(),
         login_throughput: read_wrk(&run.join("login/throughput.json")),
-        flood_idle: read_wrk(&run.join("flood/me-idle.json")),
-        flood_loaded: read_wrk(&run.join("flood/me-loaded.json")),
-        flood_attack: read_wrk(&run.join("flood/attack.json")),
+        flood_idle: median_index(&rounds, |f| f.idle.p99_us).map(|i| rounds[i].idle.clone()),
+        flood_loaded: median_index(&rounds, |f| f.loaded.p99_us).map(|i| rounds[i].loaded.clone()),
+        flood_attack: median_index(&rounds, |f| f.loaded.p99_us)
+            .and_then(|i| rounds[i].attack.clone()),
+        flood_rounds: rounds,
         micro,
         micro_this_run,
         notes,
@@ -435,6 +483,14 @@ mod tests {
         fs::write(p.join("tput/plain.r1.json.cpu"), r#"{"others_cores":0.5}"#).unwrap();
         fs::write(p.join("notes.txt"), "rampart-sql: GET /api/auth/me answered 500: {}\n").unwrap();
         dir
+    }
+
+    #[test]
+    fn median_index_picks_the_middle_element_or_the_lower_middle() {
+        assert_eq!(median_index(&[3.0, 1.0, 2.0], |v| *v), Some(2));
+        assert_eq!(median_index(&[4.0, 1.0, 2.0, 3.0], |v| *v), Some(2));
+        assert_eq!(median_index(&[5.0], |v| *v), Some(0));
+        assert_eq!(median_index::<f64>(&[], |v| *v), None);
     }
 
     #[test]
