@@ -31,7 +31,7 @@ pub const SETTINGS: &[Setting] = &[
         "name of this instance in the audit log (default: generated, kept in the data dir)",
     ),
     secret("database_url", "sqlite://<path> (default <data dir>/rampart.db) or postgres://…"),
-    s("database_max_connections", "pool size (default 10)"),
+    s("database_max_connections", "pool size (default 10, at least 2: the audit writer keeps one)"),
     s("database_min_connections", "connections kept open (default 0)"),
     s("database_acquire_timeout", "wait for a pooled connection (default 3s)"),
     s("database_idle_timeout", "close idle connections after (default 10m)"),

@@ -123,8 +123,12 @@ impl Config {
                 boolean,
             )?,
         };
-        if pool.max_connections == 0 {
-            return Err(ConfigError::new("RAMPART_DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        if pool.max_connections < 2 {
+            // The audit writer keeps one connection for itself; requests need at least another.
+            return Err(ConfigError::new(
+                "RAMPART_DATABASE_MAX_CONNECTIONS",
+                "must be at least 2 (the audit writer keeps one connection)",
+            ));
         }
         let redis_url = r.text("redis_url");
         if let Some(u) = &redis_url {

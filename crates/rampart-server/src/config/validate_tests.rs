@@ -175,3 +175,13 @@ quotas = ["100/1m"]
     .unwrap();
     assert_eq!(Config::from_raw(&bad).unwrap_err().setting, "rate_limit_rules");
 }
+
+#[test]
+fn the_pool_needs_a_connection_beside_the_audit_writers() {
+    for n in ["0", "1"] {
+        let err = Config::from_raw(&raw(&[("RAMPART_DATABASE_MAX_CONNECTIONS", n)])).unwrap_err();
+        assert!(err.to_string().contains("RAMPART_DATABASE_MAX_CONNECTIONS"), "{err}");
+    }
+    let c = Config::from_raw(&raw(&[("RAMPART_DATABASE_MAX_CONNECTIONS", "2")])).unwrap();
+    assert_eq!(c.pool.max_connections, 2);
+}
