@@ -426,9 +426,9 @@ fn rerun_section(s: &mut String, r: &Results) {
         .filter(|v| *v > 0.0)
         .unwrap_or(180.0);
     // Default knobs: 3 rounds of (2 s warm-up + 10 s) per target, Redis counts, hashing, 10 s of
-    // login throughput, 3 flood rounds of 10 s alone + 16 s with the flood, server start-up and
-    // the wait for a quiet machine.
-    let estimate = targets * 3.0 * 12.0 + 10.0 + 3.0 * 26.0 + 40.0 + micro_s;
+    // login throughput, 3 flood rounds of 10 s alone + 16 s with the flood + 3 s to drain, server
+    // start-up and the wait for a quiet machine.
+    let estimate = targets * 3.0 * 12.0 + 10.0 + 3.0 * 29.0 + 40.0 + micro_s;
     let _ = writeln!(s, "## How to rerun\n");
     let _ = writeln!(
         s,
@@ -754,8 +754,9 @@ fn flood_section(s: &mut String, r: &Results, charts: &[&str]) {
         "A paced probe (wrk, 1 thread, 4 connections, 2 ms pause before each request) of \
          `GET /api/auth/me` on the memory-store server, alone and then while {clients} clients \
          POST wrong passwords to `/api/auth/login` as fast as they are answered, in {rounds} \
-         alternating round(s) (probe alone, then flood with the probe during it), so that both \
-         sides of the ratio are measured on the same machine at nearly the same time. For this \
+         alternating round(s) (probe alone, then flood with the probe during it, then 3 s for \
+         the attempts still queued to drain), so that both sides of the ratio are measured on \
+         the same machine at nearly the same time. For this \
          server only, rate limiting and lockouts are turned off so every attempt reaches the \
          hasher: `RAMPART_INSECURE_DISABLE_RATE_LIMIT=true`, \
          `RAMPART_LOGIN_MAX_FAILURES=1000000`, `RAMPART_LOGIN_IP_MAX_FAILURES=1000000`. Hash \
