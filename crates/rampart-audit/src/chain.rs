@@ -19,6 +19,22 @@ use crate::new_event::NewEvent;
 
 /// Length in bytes of the random part of an event id (base64url-encoded to 22 characters).
 const ID_BYTES: usize = 16;
+/// Leading bytes of an event id that hold the creation time (milliseconds, big-endian).
+const ID_TIME_BYTES: usize = 6;
+
+/// A new event id: 16 bytes, base64url. The first 6 bytes are the milliseconds since the Unix
+/// epoch (big-endian), the other 10 are random (80 bits per millisecond). Ids made close in
+/// time share their leading characters, so the database's unique index on ids receives them
+/// next to each other instead of at random places: a batch of events dirties a few index pages
+/// rather than one page per event.
+fn event_id(now: OffsetDateTime) -> String {
+    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let mut bytes = [0u8; ID_BYTES];
+    let (time, random) = bytes.split_at_mut(ID_TIME_BYTES);
+    time.copy_from_slice(&millis.to_be_bytes()[8 - ID_TIME_BYTES..]);
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), random);
+    rampart_core::token::b64url(&bytes)
+}
 
 /// The state of one instance's chain: its name, the next seq and the last hash.
 #[derive(Debug, Clone)]
@@ -84,7 +100,7 @@ impl Chain {
             self.first_uncovered_at.get_or_insert(now);
         }
         let mut sealed = AuditEvent {
-            id: rampart_core::token::random_id(ID_BYTES),
+            id: event_id(now),
             ts: now,
             instance: self.instance.clone(),
             seq: self.next_seq,
@@ -149,6 +165,26 @@ mod tests {
     use time::macros::datetime;
 
     const T0: OffsetDateTime = datetime!(2030-01-01 00:00 UTC);
+
+    #[test]
+    fn event_ids_lead_with_their_time_and_never_repeat() {
+        let later = T0 + Duration::from_millis(1);
+        let ids: Vec<String> = (0..1000).map(|_| event_id(T0)).collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        for id in &ids {
+            assert_eq!(id.len(), 22, "16 bytes in base64url: {id}");
+            // 6 time bytes are exactly 8 base64 characters: same millisecond, same prefix.
+            assert_eq!(id[..8], ids[0][..8]);
+        }
+        let next = event_id(later);
+        assert_ne!(next[..8], ids[0][..8], "the next millisecond changes the prefix");
+        assert_eq!(next[..6], ids[0][..6], "but only its last characters");
+        assert_eq!(
+            event_id(T0)[..8],
+            rampart_core::token::b64url(&(T0.unix_timestamp() as u64 * 1000).to_be_bytes()[2..])
+        );
+    }
 
     #[test]
     fn sealed_events_link_to_their_predecessor() {
