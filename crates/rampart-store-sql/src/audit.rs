@@ -135,8 +135,17 @@ impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Closing the pool waits for every connection to come back, the writer's own included.
+        let pool_closing = self.db.pool().close_event();
+        tokio::pin!(pool_closing);
+        let mut closing = false;
         loop {
             let first = tokio::select! {
+                () = &mut pool_closing, if !closing => {
+                    closing = true;
+                    self.conn = None;
+                    continue;
+                }
                 job = rx.recv() => match job {
                     Some(j) => j,
                     None => break,
@@ -190,7 +199,8 @@ impl Writer {
         let written = match conn {
             Ok(mut c) => {
                 let r = insert(&mut c, self.db.backend(), &rows).await;
-                if r.is_ok() {
+                // Kept for the next batch unless it failed or the pool is closing meanwhile.
+                if r.is_ok() && !self.db.pool().is_closed() {
                     self.conn = Some(c);
                 }
                 r

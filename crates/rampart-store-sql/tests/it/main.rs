@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod api_keys_vault;
+mod audit_sink;
 mod migrations;
 mod sessions;
 mod users;
