@@ -192,9 +192,11 @@ impl Writer {
         if rows.is_empty() {
             return None;
         }
+        // A kept connection is never used once the pool is closing: the batch then fails like
+        // any other acquire from a closed pool.
         let conn = match self.conn.take() {
-            Some(c) => Ok(c),
-            None => self.db.pool().acquire().await.map_err(StoreError::from_sqlx),
+            Some(c) if !self.db.pool().is_closed() => Ok(c),
+            _ => self.db.pool().acquire().await.map_err(StoreError::from_sqlx),
         };
         let written = match conn {
             Ok(mut c) => {
