@@ -103,21 +103,12 @@ impl StoreKey {
 
     /// Rebuilds a key read back from a store (64 lowercase hex digits), or `None`.
     pub fn parse(text: &str) -> Option<Self> {
-        fn nibble(b: u8) -> Option<u8> {
-            match b {
-                b'0'..=b'9' => Some(b - b'0'),
-                b'a'..=b'f' => Some(b - b'a' + 10),
-                _ => None,
-            }
-        }
-        let text = text.as_bytes();
-        if text.len() != 64 {
+        // Lowercase only, so each key has one text form.
+        if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return None;
         }
         let mut bytes = [0u8; 32];
-        for (o, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-            *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
+        hex::decode_to_slice(text, &mut bytes).ok()?;
         Some(Self::from_bytes(&bytes))
     }
 
@@ -134,12 +125,9 @@ impl StoreKey {
 
     /// The key whose bytes are `bytes`.
     pub(crate) fn from_bytes(bytes: &[u8; 32]) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 64];
-        for (pair, b) in hex.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0x0f)];
-        }
+        // 64 bytes hold the hex of 32: this cannot fail.
+        let _ = hex::encode_to_slice(bytes, &mut hex);
         Self { bytes: *bytes, hex }
     }
 }

@@ -42,11 +42,7 @@ pub fn client_ip_of(
     peer: SocketAddr,
     headers: &axum::http::HeaderMap,
 ) -> ClientIp {
-    let xff: Vec<&str> =
-        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
-    let fwd: Vec<&str> =
-        headers.get_all("forwarded").iter().filter_map(|v| v.to_str().ok()).collect();
-    state.config.trusted_proxies.resolve(peer.ip(), &xff, &fwd)
+    rampart_protect::client_ip::resolve(&state.config.trusted_proxies, peer.ip(), headers)
 }
 
 /// The middleware.
