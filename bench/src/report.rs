@@ -130,6 +130,8 @@ pub(crate) struct Results {
     pub(crate) proxy: Vec<Throughput>,
     pub(crate) redis: Vec<(String, Value)>,
     pub(crate) hash: Option<Value>,
+    /// Hashes the server computes at once with its defaults (`rampart check-config`).
+    pub(crate) hash_slots: Option<u64>,
     pub(crate) login_sequential_ms: Vec<f64>,
     pub(crate) login_sequential_statuses: Vec<u64>,
     pub(crate) login_throughput: Option<Wrk>,
@@ -316,6 +318,10 @@ pub(crate) fn collect(run: &Path, docs: &Path) -> anyhow::Result<Results> {
         proxy,
         redis,
         hash: read_json(&run.join("login/hash.json")),
+        hash_slots: fs::read_to_string(run.join("login/hash_slots.txt"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|n| *n > 0),
         login_sequential_ms: logins
             .iter()
             .filter_map(|l| l.get("ms").and_then(Value::as_f64))

@@ -6,11 +6,16 @@
 //!   a time, so memory use is bounded by `max_concurrent × m_kib`.
 //! - The workers run at the lowest CPU priority (on Linux the idle scheduling class, which any
 //!   other thread preempts the moment it wakes; elsewhere niceness 19): they use every idle
-//!   cycle, but request handling comes first, so a login flood barely moves the latency of other
-//!   endpoints. Where the priority cannot be lowered they run at the default one.
+//!   cycle, but request handling comes first. Where the priority cannot be lowered they run at
+//!   the default one.
+//! - Priority does not cover the caches: each Argon2 hash streams its whole memory cost through
+//!   them, and with every core hashing, other requests run with cold caches (measured: their p99
+//!   roughly tripled during a login flood on two cores with two hashes at once, and did not move
+//!   with one).
 //!
 //! # Deployment
-//! Size `max_concurrent` to the cores set aside for hashing (often the core count) and
+//! Size `max_concurrent` to the cores set aside for hashing (the `rampart` server uses half the
+//! cores, at least one) and
 //! `max_queue` to what you are willing to make callers wait for; export
 //! [`AsyncHasher::queue_depth`] as a gauge.
 

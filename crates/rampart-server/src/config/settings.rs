@@ -80,7 +80,7 @@ pub const SETTINGS: &[Setting] = &[
     s("argon2_memory_kib", "Argon2id memory (default 19456; never lower in production)"),
     s("argon2_iterations", "Argon2id iterations (default 2)"),
     s("argon2_parallelism", "Argon2id lanes (default 1)"),
-    s("hash_concurrency", "password hashes computed at once (default: number of CPUs)"),
+    s("hash_concurrency", "password hashes computed at once (default: half the CPUs, at least 1)"),
     s("hash_queue", "password hashes waiting before new ones are refused (default 64)"),
     s("signup", "`closed` (default) or `open`"),
     s("body_limit", "largest API request body in bytes (default 65536)"),

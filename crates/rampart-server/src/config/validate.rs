@@ -225,7 +225,9 @@ impl Config {
             argon2_parallelism: r.num("argon2_parallelism", 1)?,
             hash_concurrency: r.num(
                 "hash_concurrency",
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
+                default_hash_concurrency(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
             )?,
             hash_queue: r.num("hash_queue", 64)?,
         };
@@ -574,6 +576,14 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
         })
         .chain(super::vault::describe(&c.vault))
         .collect()
+}
+
+/// Password hashes computed at once by default on a machine with `cpus` CPUs: half of them, at
+/// least one. Argon2id is memory-hard: each hash streams its 19 MiB through the caches, and
+/// with every core hashing during a login flood the rest of the server's requests ran with cold
+/// caches (see ADR 0008), however low the hash threads' priority.
+pub(super) fn default_hash_concurrency(cpus: usize) -> usize {
+    (cpus / 2).max(1)
 }
 
 #[cfg(test)]

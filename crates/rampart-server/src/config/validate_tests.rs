@@ -185,3 +185,17 @@ fn the_pool_needs_a_connection_beside_the_audit_writers() {
     let c = Config::from_raw(&raw(&[("RAMPART_DATABASE_MAX_CONNECTIONS", "2")])).unwrap();
     assert_eq!(c.pool.max_connections, 2);
 }
+
+#[test]
+fn password_hashing_gets_half_the_cpus_by_default() {
+    for (cpus, slots) in [(1, 1), (2, 1), (3, 1), (4, 2), (8, 4), (64, 32)] {
+        assert_eq!(default_hash_concurrency(cpus), slots, "{cpus} CPUs");
+    }
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let c = Config::from_raw(&RawValues::default()).unwrap();
+    assert_eq!(c.password.hash_concurrency, default_hash_concurrency(cpus));
+    let c = Config::from_raw(&raw(&[("RAMPART_HASH_CONCURRENCY", "3")])).unwrap();
+    assert_eq!(c.password.hash_concurrency, 3);
+    let err = Config::from_raw(&raw(&[("RAMPART_HASH_CONCURRENCY", "0")])).unwrap_err();
+    assert!(err.to_string().contains("RAMPART_HASH_CONCURRENCY"), "{err}");
+}
