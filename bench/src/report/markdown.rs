@@ -425,10 +425,12 @@ fn rerun_section(s: &mut String, r: &Results) {
         .and_then(Value::as_f64)
         .filter(|v| *v > 0.0)
         .unwrap_or(180.0);
-    // Default knobs: 3 rounds of (2 s warm-up + 10 s) per target, Redis counts, hashing, 10 s of
-    // login throughput, 3 flood rounds of 10 s alone + 16 s with the flood + 3 s to drain, server
-    // start-up and the wait for a quiet machine.
-    let estimate = targets * 3.0 * 12.0 + 10.0 + 3.0 * 29.0 + 40.0 + micro_s;
+    // Default knobs: the default rounds of (2 s warm-up + 10 s) per target, Redis counts,
+    // hashing, 10 s of login throughput, as many flood rounds of 10 s alone + 16 s with the flood
+    // + 3 s to drain, server start-up and the wait for a quiet machine.
+    let rounds =
+        m.get("default_rounds").and_then(Value::as_f64).filter(|v| *v > 0.0).unwrap_or(5.0);
+    let estimate = targets * rounds * 12.0 + 10.0 + rounds * 29.0 + 40.0 + micro_s;
     let _ = writeln!(s, "## How to rerun\n");
     let _ = writeln!(
         s,
@@ -447,7 +449,7 @@ fn rerun_section(s: &mut String, r: &Results) {
          temporary prefix), stops them all on exit, and rewrites this file, \
          `docs/bench/results.json` (every raw figure), `docs/bench/micro.json` and the charts. \
          With the defaults it measures for about {:.0} minutes on two cores ({} load-test targets \
-         × 3 rounds × 12 s, the Redis, login and flood runs, about {:.0} s of \
+         × {rounds} rounds × 12 s, the Redis, login and flood runs, about {:.0} s of \
          micro-benchmarks), after the release builds (the first builds take about 20 minutes on \
          two cores), and waits up to `BENCH_WAIT_IDLE` seconds for other work on the machine to \
          stop first.",
@@ -715,8 +717,8 @@ fn login_section(s: &mut String, r: &Results, nproc: f64) {
         let c = n as f64 * 1000.0 / hash_ms;
         let _ = writeln!(
             s,
-            "- Rampart computes {n} hash(es) at once here (`RAMPART_HASH_CONCURRENCY` default: half \
-               the cores, at least one, so a flood of logins leaves the other cores and their caches \
+            "- Hash slots with Rampart's defaults here: {n} (`RAMPART_HASH_CONCURRENCY`: half the \
+               cores, at least one, so a flood of logins leaves the other cores and their caches \
                to other requests): {n} ÷ {hash_ms:.1} ms = **{c:.1} logins/s** with the defaults."
         );
         c

@@ -9,6 +9,12 @@
 //! runtime), response bodies read to the end. Each request carries what the server's
 //! authentication adds before these layers: a `ClientIp` and a `CsrfContext` for a session.
 //! Bare and protected rounds are interleaved; the fastest round of each is reported.
+//!
+//! This gives the stack's cost in nanoseconds per request and per layer. It is not the
+//! throughput goal (at most 10% lost): a server's throughput includes HTTP parsing and socket
+//! I/O, which this loop leaves out, so the goal is measured over HTTP by `./scripts/bench`
+//! (`lib-protect` beside `plain`), and here the ratio only shows how the layers compare with a
+//! handler that does almost nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,7 +39,6 @@ use tower::{Service, ServiceExt};
 const MAIN: (usize, Duration) = (5, Duration::from_millis(800));
 /// The same for the per-layer breakdown.
 const BREAKDOWN: (usize, Duration) = (3, Duration::from_millis(400));
-const MAX_LOSS: f64 = 0.10;
 const PUBLIC: &str = "https://auth.example.com";
 
 fn round(x: f64, digits: i32) -> f64 {
@@ -147,8 +152,9 @@ fn figure(name: &str, p: &Pair) -> Value {
         "name": name, "value": p.stack.round(), "unit": "req/s",
         "baseline": p.bare.round(), "baseline_name": "bare handler, same requests",
         "ratio": round(ratio, 3), "better": "higher",
-        "target": format!("<= {}% loss (ratio >= {})", MAX_LOSS * 100.0, 1.0 - MAX_LOSS),
-        "met": ratio >= 1.0 - MAX_LOSS,
+        // No goal here: see the module docs.
+        "target": null,
+        "met": null,
     })
 }
 
@@ -217,6 +223,7 @@ async fn main() {
         "notes": [
             "post_added_ns_*_alone: each layer alone around the same routes (POST, 3 rounds of 400 ms), to show where the time goes; the parts need not add up to the whole.",
             "Layer order as the crate documents it, outermost first: security headers (strict preset), method guard, CSRF, body limit (1 MiB), then the routes.",
+            "No goal: the throughput goal (at most 10% lost) is measured over HTTP (lib-protect beside plain in docs/benchmarks.md); in-process, with no HTTP parsing or socket I/O, the ratio only compares the layers with a handler that does almost nothing.",
             "Bare and protected rounds are interleaved; the fastest round of each is reported (the least disturbed by other work on the machine).",
             "Requests carry Sec-Fetch-Site: same-origin; the POST also Origin, X-CSRF-Token and a 28-byte JSON body. Every protected answer must be 200 (see *_answered_200).",
         ],
