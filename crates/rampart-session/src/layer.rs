@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
+use futures_util::future::{self, Either, FutureExt, Join, Map, Ready};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
@@ -33,7 +34,7 @@ use tower::{Layer, Service};
 use crate::cookie::{CookieConfig, CookieRead};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::manager::{CurrentSession, LoadOutcome, SessionManager};
+use crate::manager::{CurrentSession, LoadOutcome, QuickLoad, SessionManager, Unsettled};
 
 /// What happened to the session cookie of a request, for the audit layer. Inserted into the
 /// request and response extensions only when something noteworthy happened.
@@ -191,8 +192,29 @@ pub struct SessionService<S> {
     cookie: CookieConfig,
 }
 
-/// The future of [`SessionService`] (boxed: it awaits the store).
-pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send + 'static>>;
+/// What a request needs once the inner service answered: the cookie settings and what
+/// happened to the session cookie.
+type Finishing = (CookieConfig, Option<SessionEvent>);
+
+/// Finishes the inner service's response with [`Finishing`].
+type FinishFn<E> = fn((Result<Response, E>, Finishing)) -> Result<Response, E>;
+
+/// The future of [`SessionService`] around the inner future `F`: an answer of the layer's own
+/// (the store failed), the inner future finished in place (the session was decided without
+/// waiting, as with the memory store: no allocation), or a boxed future that first waits for
+/// the store.
+pub type ResponseFuture<F, E> = Either<
+    Either<Ready<Result<Response, E>>, Map<Join<F, Ready<Finishing>>, FinishFn<E>>>,
+    Pin<Box<dyn Future<Output = Result<Response, E>> + Send + 'static>>,
+>;
+
+/// What the boxed path still has to wait for.
+enum Pending {
+    /// The whole load.
+    Load(SessionId),
+    /// Deleting an expired or unreadable session that was already loaded.
+    Settle(Unsettled),
+}
 
 impl<S, B> Service<Request<B>> for SessionService<S>
 where
@@ -202,36 +224,64 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let cookie = self.cookie;
+        let event = match cookie.read(req.headers()) {
+            CookieRead::None => None,
+            CookieRead::Malformed => Some(SessionEvent::InvalidToken),
+            CookieRead::Valid(id) => match self.manager.load_now(&id) {
+                QuickLoad::Done(Ok(outcome)) => apply(outcome, &mut req),
+                QuickLoad::Done(Err(e)) => {
+                    return Either::Left(Either::Left(future::ready(Ok(store_failure(
+                        &e,
+                        req.headers(),
+                    )))));
+                }
+                QuickLoad::Settle(u) => return self.wait(req, Pending::Settle(u)),
+                QuickLoad::Wait => return self.wait(req, Pending::Load(id)),
+            },
+        };
+        if let Some(ev) = &event {
+            req.extensions_mut().insert(ev.clone());
+        }
+        // Called now, on the instance that was polled ready.
+        let inner = self.inner.call(req);
+        let finish: FinishFn<S::Error> = finish_response;
+        Either::Left(Either::Right(future::join(inner, future::ready((cookie, event))).map(finish)))
+    }
+}
+
+impl<S> SessionService<S> {
+    /// The path through a store that must be waited for.
+    fn wait<B>(
+        &mut self,
+        mut req: Request<B>,
+        pending: Pending,
+    ) -> ResponseFuture<S::Future, S::Error>
+    where
+        S: Service<Request<B>, Response = Response> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
         // Use the instance that was polled ready; leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let manager = self.manager.clone();
         let cookie = self.cookie;
-        Box::pin(async move {
-            let event = match cookie.read(req.headers()) {
-                CookieRead::None => None,
-                CookieRead::Malformed => Some(SessionEvent::InvalidToken),
-                CookieRead::Valid(id) => match manager.load(&id).await {
-                    Ok(LoadOutcome::Active(session)) => {
-                        req.extensions_mut().insert::<CurrentSession>(Arc::new(session));
-                        None
-                    }
-                    Ok(LoadOutcome::ExpiredIdle(r)) => {
-                        Some(SessionEvent::ExpiredIdle { user_id: r.user_id, handle: r.handle })
-                    }
-                    Ok(LoadOutcome::ExpiredAbsolute(r)) => {
-                        Some(SessionEvent::ExpiredAbsolute { user_id: r.user_id, handle: r.handle })
-                    }
-                    Ok(_) => Some(SessionEvent::UnknownSession),
-                    Err(e) => return Ok(store_failure(&e, req.headers())),
-                },
+        Either::Right(Box::pin(async move {
+            let loaded = match pending {
+                Pending::Load(id) => manager.load(&id).await,
+                Pending::Settle(u) => manager.settle(u).await,
+            };
+            let event = match loaded {
+                Ok(outcome) => apply(outcome, &mut req),
+                Err(e) => return Ok(store_failure(&e, req.headers())),
             };
             if let Some(ev) = &event {
                 req.extensions_mut().insert(ev.clone());
@@ -239,8 +289,33 @@ where
             let mut res = inner.call(req).await?;
             finish(&mut res, &cookie, event);
             Ok(res)
-        })
+        }))
     }
+}
+
+/// Puts a live session into the request; otherwise what happened to the cookie.
+fn apply<B>(outcome: LoadOutcome, req: &mut Request<B>) -> Option<SessionEvent> {
+    match outcome {
+        LoadOutcome::Active(session) => {
+            req.extensions_mut().insert::<CurrentSession>(Arc::new(session));
+            None
+        }
+        LoadOutcome::ExpiredIdle(r) => {
+            Some(SessionEvent::ExpiredIdle { user_id: r.user_id, handle: r.handle })
+        }
+        LoadOutcome::ExpiredAbsolute(r) => {
+            Some(SessionEvent::ExpiredAbsolute { user_id: r.user_id, handle: r.handle })
+        }
+        _ => Some(SessionEvent::UnknownSession),
+    }
+}
+
+fn finish_response<E>(
+    (result, (cookie, event)): (Result<Response, E>, Finishing),
+) -> Result<Response, E> {
+    let mut res = result?;
+    finish(&mut res, &cookie, event);
+    Ok(res)
 }
 
 fn store_failure(err: &SessionError, headers: &HeaderMap) -> Response {

@@ -64,6 +64,29 @@ pub enum LoadOutcome {
     Unknown,
 }
 
+/// What [`SessionManager::load_now`] could decide without waiting.
+pub(crate) enum QuickLoad {
+    /// The outcome; nothing is left to do.
+    Done(Result<LoadOutcome>),
+    /// Found expired or unreadable: [`SessionManager::settle`] deletes it.
+    Settle(Unsettled),
+    /// The store answers only asynchronously: use [`SessionManager::load`].
+    Wait,
+}
+
+/// A loaded session whose entry must still be deleted.
+pub(crate) enum Unsettled {
+    /// Past a timeout; `outcome` says which (boxed: this is the rare path).
+    Expired { key: StoreKey, outcome: Box<LoadOutcome> },
+    /// The store could not read the record back (corrupt, or sealed under a key no longer held).
+    Unreadable { key: StoreKey },
+}
+
+fn unreadable(key: StoreKey, source: Option<&(dyn std::error::Error + Send + Sync)>) -> Unsettled {
+    tracing::warn!(key = ?key, error = ?source, "unreadable session record deleted");
+    Unsettled::Unreadable { key }
+}
+
 struct Inner {
     store: Arc<dyn SessionStore>,
     keyring: Keyring,
@@ -176,12 +199,15 @@ impl SessionManager {
         let ttl = t.idle + EXPIRED_RETENTION;
         for key in StoreKey::candidates(&self.inner.keyring, id) {
             match self.inner.store.load_and_touch(&key, now, t.touch_interval, ttl).await {
-                Ok(Some(record)) => return Ok(self.judge(key, record, now).await),
+                Ok(Some(record)) => {
+                    return match self.assess(key, record, now) {
+                        Ok(active) => Ok(LoadOutcome::Active(active)),
+                        Err(expired) => self.settle(expired).await,
+                    };
+                }
                 Ok(None) => {}
                 Err(SessionError::Corrupt(source)) => {
-                    tracing::warn!(key = ?key, error = ?source, "unreadable session record deleted");
-                    self.inner.store.delete(&key).await?;
-                    return Ok(LoadOutcome::Unknown);
+                    return self.settle(unreadable(key, source.as_deref())).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -189,12 +215,59 @@ impl SessionManager {
         Ok(LoadOutcome::Unknown)
     }
 
-    async fn judge(
+    /// [`SessionManager::load`] decided on the spot when the store answers without waiting
+    /// ([`SessionStore::load_and_touch_now`]): the memory store always does, so a request with
+    /// a live session costs no future, no allocation for one and no task switch. It has the
+    /// same effects as `load` would have had up to the point it stops at.
+    pub(crate) fn load_now(&self, id: &SessionId) -> QuickLoad {
+        let now = self.inner.clock.now();
+        let t = self.inner.timeouts;
+        let ttl = t.idle + EXPIRED_RETENTION;
+        for key in StoreKey::candidates(&self.inner.keyring, id) {
+            // `None` before any record was returned: nothing was touched, `load` can start over.
+            match self.inner.store.load_and_touch_now(&key, now, t.touch_interval, ttl) {
+                None => return QuickLoad::Wait,
+                Some(Ok(Some(record))) => {
+                    return match self.assess(key, record, now) {
+                        Ok(active) => QuickLoad::Done(Ok(LoadOutcome::Active(active))),
+                        Err(expired) => QuickLoad::Settle(expired),
+                    };
+                }
+                Some(Ok(None)) => {}
+                Some(Err(SessionError::Corrupt(source))) => {
+                    return QuickLoad::Settle(unreadable(key, source.as_deref()));
+                }
+                Some(Err(e)) => return QuickLoad::Done(Err(e)),
+            }
+        }
+        QuickLoad::Done(Ok(LoadOutcome::Unknown))
+    }
+
+    /// Deletes the entry of an expired or unreadable session and gives the outcome.
+    pub(crate) async fn settle(&self, u: Unsettled) -> Result<LoadOutcome> {
+        match u {
+            Unsettled::Expired { key, outcome } => {
+                // Fail closed either way: if this delete fails, the next access finds it
+                // expired again.
+                if let Err(e) = self.inner.store.delete(&key).await {
+                    tracing::warn!(error = ?e, "could not delete an expired session");
+                }
+                Ok(*outcome)
+            }
+            Unsettled::Unreadable { key } => {
+                self.inner.store.delete(&key).await?;
+                Ok(LoadOutcome::Unknown)
+            }
+        }
+    }
+
+    /// The live session, or an expired one whose entry is still to be deleted.
+    fn assess(
         &self,
         key: StoreKey,
         mut record: SessionRecord,
         now: OffsetDateTime,
-    ) -> LoadOutcome {
+    ) -> std::result::Result<ActiveSession, Unsettled> {
         let t = self.inner.timeouts;
         let idle_for = now - record.last_seen_at;
         let outcome = if now >= record.absolute_expires_at {
@@ -207,13 +280,9 @@ impl SessionManager {
                 record.last_seen_at = now;
             }
             let idle_expires_at = add(record.last_seen_at, t.idle).min(record.absolute_expires_at);
-            return LoadOutcome::Active(ActiveSession { key, record, idle_expires_at });
+            return Ok(ActiveSession { key, record, idle_expires_at });
         };
-        // Fail closed either way: if this delete fails, the next access finds it expired again.
-        if let Err(e) = self.inner.store.delete(&key).await {
-            tracing::warn!(error = ?e, "could not delete an expired session");
-        }
-        outcome
+        Err(Unsettled::Expired { key, outcome: Box::new(outcome) })
     }
 
     /// Replaces the session's id (after login, privilege change or re-authentication): the old

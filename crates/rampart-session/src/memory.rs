@@ -292,6 +292,45 @@ pub struct MemorySessionStore {
 }
 
 impl MemorySessionStore {
+    /// [`SessionStore::load_and_touch`]: one short critical section, no waiting.
+    fn load_and_touch_sync(
+        &self,
+        key: &StoreKey,
+        now: OffsetDateTime,
+        touch_if_older_than: Duration,
+        ttl: Duration,
+    ) -> Result<Option<SessionRecord>> {
+        let key = key.to_bytes();
+        let now_stamp = stamp(now);
+        // Decoding allocates every field: it happens after letting go of the lock, on a copy
+        // of the bytes (on the stack when they fit).
+        let mut small = [0u8; 512];
+        let mut large = Vec::new();
+        let (len, last_seen) = {
+            let mut st = self.state.lock();
+            let Some(i) = st.find(&key) else { return Ok(None) };
+            if !st.live(i, now_stamp) {
+                st.remove(i);
+                return Ok(None);
+            }
+            st.touch_lru(i);
+            let Some(node) = st.node_mut(i) else { return Ok(None) };
+            let last_seen = from_stamp(node.last_seen()).ok_or(SessionError::Corrupt(None))?;
+            if now - last_seen >= crate::record::to_time(touch_if_older_than) {
+                (node.last_seen_secs, node.last_seen_nanos) = now_stamp;
+                node.set_expires(stamp(add(now, ttl)));
+            }
+            let len = node.blob.len();
+            match small.get_mut(..len) {
+                Some(dst) => dst.copy_from_slice(&node.blob),
+                None => large.extend_from_slice(&node.blob),
+            }
+            (len, last_seen)
+        };
+        let blob = small.get(..len).filter(|_| large.is_empty()).unwrap_or(&large);
+        codec::decode(blob, last_seen).map(Some).ok_or(SessionError::Corrupt(None))
+    }
+
     /// A store holding at most `capacity` sessions (at least 1, at most `u32::MAX - 1`;
     /// [`DEFAULT_CAPACITY`] is a good start), judging expiry by `clock`.
     pub fn new(capacity: usize, clock: SharedClock) -> Self {
@@ -430,35 +469,17 @@ impl SessionStore for MemorySessionStore {
         touch_if_older_than: Duration,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>> {
-        let key = key.to_bytes();
-        let now_stamp = stamp(now);
-        // Decoding allocates every field: it happens after letting go of the lock, on a copy
-        // of the bytes (on the stack when they fit).
-        let mut small = [0u8; 512];
-        let mut large = Vec::new();
-        let (len, last_seen) = {
-            let mut st = self.state.lock();
-            let Some(i) = st.find(&key) else { return Ok(None) };
-            if !st.live(i, now_stamp) {
-                st.remove(i);
-                return Ok(None);
-            }
-            st.touch_lru(i);
-            let Some(node) = st.node_mut(i) else { return Ok(None) };
-            let last_seen = from_stamp(node.last_seen()).ok_or(SessionError::Corrupt(None))?;
-            if now - last_seen >= crate::record::to_time(touch_if_older_than) {
-                (node.last_seen_secs, node.last_seen_nanos) = now_stamp;
-                node.set_expires(stamp(add(now, ttl)));
-            }
-            let len = node.blob.len();
-            match small.get_mut(..len) {
-                Some(dst) => dst.copy_from_slice(&node.blob),
-                None => large.extend_from_slice(&node.blob),
-            }
-            (len, last_seen)
-        };
-        let blob = small.get(..len).filter(|_| large.is_empty()).unwrap_or(&large);
-        codec::decode(blob, last_seen).map(Some).ok_or(SessionError::Corrupt(None))
+        self.load_and_touch_sync(key, now, touch_if_older_than, ttl)
+    }
+
+    fn load_and_touch_now(
+        &self,
+        key: &StoreKey,
+        now: OffsetDateTime,
+        touch_if_older_than: Duration,
+        ttl: Duration,
+    ) -> Option<Result<Option<SessionRecord>>> {
+        Some(self.load_and_touch_sync(key, now, touch_if_older_than, ttl))
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<bool> {

@@ -42,6 +42,20 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<Option<SessionRecord>>;
 
+    /// [`SessionStore::load_and_touch`] answered on the spot, for stores that never wait (in
+    /// process memory): `Some` with exactly what `load_and_touch` would return, having done what
+    /// it would do. Stores that may wait (network, disk) keep the default, `None`, having done
+    /// nothing, and callers then use `load_and_touch`.
+    fn load_and_touch_now(
+        &self,
+        _key: &StoreKey,
+        _now: OffsetDateTime,
+        _touch_if_older_than: Duration,
+        _ttl: Duration,
+    ) -> Option<Result<Option<SessionRecord>>> {
+        None
+    }
+
     /// Deletes the session; `true` if it existed.
     async fn delete(&self, key: &StoreKey) -> Result<bool>;
 

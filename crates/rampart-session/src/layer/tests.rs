@@ -229,3 +229,67 @@ async fn a_new_login_replaces_a_bad_cookie_instead_of_clearing_it() {
     assert!(!cookies[0].contains("Max-Age=0"));
     assert_eq!(res.extensions().get::<SessionEvent>(), Some(&SessionEvent::InvalidToken));
 }
+
+/// Every outcome, once with a store that answers on the spot (the memory store's path: no
+/// boxed future) and once with one that must be awaited (networked stores' path).
+#[tokio::test]
+async fn a_store_answering_on_the_spot_gives_the_same_outcomes_as_an_awaited_one() {
+    for now in [true, false] {
+        let f = fixture();
+        f.store.answers_now.store(now, Ordering::SeqCst);
+        let loads_before = f.store.async_loads.load(Ordering::SeqCst);
+
+        // Live session: authenticated, no cookie written.
+        let cookie = login(&f).await;
+        let res = f.app.clone().oneshot(req("GET", "/me", Some(&cookie))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "answers now: {now}");
+        assert!(set_cookies(&res).is_empty());
+        assert_eq!(body(res).await, "alice");
+
+        // Unknown id: cleared and reported.
+        let unknown = format!(
+            "__Host-rampart_session={}",
+            SessionId::generate().to_cookie_value().expose_secret()
+        );
+        let res = f.app.clone().oneshot(req("GET", "/maybe", Some(&unknown))).await.unwrap();
+        assert_eq!(res.extensions().get::<SessionEvent>(), Some(&SessionEvent::UnknownSession));
+        assert!(set_cookies(&res)[0].ends_with("Max-Age=0"));
+
+        // Store down: 503, cookie kept.
+        f.store.unavailable.store(true, Ordering::SeqCst);
+        let res = f.app.clone().oneshot(req("GET", "/maybe", Some(&cookie))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "answers now: {now}");
+        assert!(set_cookies(&res).is_empty());
+        f.store.unavailable.store(false, Ordering::SeqCst);
+
+        // Unreadable record: treated as unknown and deleted.
+        f.store.corrupt.store(true, Ordering::SeqCst);
+        let res = f.app.clone().oneshot(req("GET", "/maybe", Some(&cookie))).await.unwrap();
+        assert_eq!(res.extensions().get::<SessionEvent>(), Some(&SessionEvent::UnknownSession));
+        assert_eq!(f.store.inner.len(), 0, "answers now: {now}");
+        f.store.corrupt.store(false, Ordering::SeqCst);
+
+        // Idle past the timeout: reported with its user, deleted, and not revived by the touch
+        // the load made on its way.
+        let cookie = login(&f).await;
+        f.clock.advance(time::Duration::minutes(31));
+        let res = f.app.clone().oneshot(req("GET", "/me", Some(&cookie))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "answers now: {now}");
+        match res.extensions().get::<SessionEvent>() {
+            Some(SessionEvent::ExpiredIdle { user_id, .. }) => assert_eq!(user_id, "alice"),
+            other => panic!("expected idle expiry, got {other:?}"),
+        }
+        assert_eq!(f.store.inner.len(), 0, "answers now: {now}");
+        let res = f.app.clone().oneshot(req("GET", "/me", Some(&cookie))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.extensions().get::<SessionEvent>(), Some(&SessionEvent::UnknownSession));
+
+        // Which path was taken: the awaited load only when the store cannot answer now.
+        let awaited = f.store.async_loads.load(Ordering::SeqCst) - loads_before;
+        if now {
+            assert_eq!(awaited, 0, "a store answering on the spot is never awaited");
+        } else {
+            assert_eq!(awaited, 6, "every cookie request awaited the store");
+        }
+    }
+}

@@ -12,6 +12,11 @@ pub(crate) struct TestStore {
     pub(crate) collisions: AtomicUsize,
     pub(crate) unavailable: AtomicBool,
     pub(crate) corrupt: AtomicBool,
+    /// Whether it answers `load_and_touch_now` (as the memory store does) or only
+    /// `load_and_touch` (as networked stores do).
+    pub(crate) answers_now: AtomicBool,
+    /// Calls of `load_and_touch`, the asynchronous one.
+    pub(crate) async_loads: AtomicUsize,
 }
 
 impl TestStore {
@@ -21,7 +26,16 @@ impl TestStore {
             collisions: AtomicUsize::new(0),
             unavailable: AtomicBool::new(false),
             corrupt: AtomicBool::new(false),
+            answers_now: AtomicBool::new(false),
+            async_loads: AtomicUsize::new(0),
         }
+    }
+
+    fn maybe_corrupt(&self, got: Option<SessionRecord>) -> Result<Option<SessionRecord>> {
+        if got.is_some() && self.corrupt.load(Ordering::SeqCst) {
+            return Err(SessionError::Corrupt(None));
+        }
+        Ok(got)
     }
 
     fn check(&self) -> Result<()> {
@@ -49,12 +63,26 @@ impl SessionStore for TestStore {
         touch: Duration,
         ttl: Duration,
     ) -> Result<Option<SessionRecord>> {
+        self.async_loads.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         let got = self.inner.load_and_touch(key, now, touch, ttl).await?;
-        if got.is_some() && self.corrupt.load(Ordering::SeqCst) {
-            return Err(SessionError::Corrupt(None));
+        self.maybe_corrupt(got)
+    }
+    fn load_and_touch_now(
+        &self,
+        key: &StoreKey,
+        now: OffsetDateTime,
+        touch: Duration,
+        ttl: Duration,
+    ) -> Option<Result<Option<SessionRecord>>> {
+        if !self.answers_now.load(Ordering::SeqCst) {
+            return None;
         }
-        Ok(got)
+        if let Err(e) = self.check() {
+            return Some(Err(e));
+        }
+        let answer = self.inner.load_and_touch_now(key, now, touch, ttl)?;
+        Some(answer.and_then(|got| self.maybe_corrupt(got)))
     }
     async fn delete(&self, key: &StoreKey) -> Result<bool> {
         self.check()?;
