@@ -1,6 +1,7 @@
 //! `lib-protect`: `plain`'s handler behind the workspace's request-protection layers, as an
 //! application embeds them (see `crates/rampart-protect/examples/axum_protect.rs`): security
-//! headers (strict preset), the method guard, client-IP resolution (`ClientIpLayer`, no trusted
+//! headers (strict preset, with HSTS only for an https origin as in the example and the server:
+//! browsers ignore it over plain HTTP), the method guard, client-IP resolution (`ClientIpLayer`, no trusted
 //! proxies), the rate limiter with its default rule and memory store, CSRF
 //! protection and the body limit.
 //!
@@ -30,7 +31,9 @@ pub(crate) fn run(addr: SocketAddr) -> anyhow::Result<()> {
     // One `layer` call with the whole stack (outermost first): the router then wraps each route
     // once instead of once per layer.
     let stack = tower::ServiceBuilder::new()
-        .layer(SecurityHeadersLayer::new(SecurityHeadersConfig::strict()))
+        .layer(SecurityHeadersLayer::new(
+            SecurityHeadersConfig::strict().with_hsts(public.is_https()),
+        ))
         .layer(MethodGuardLayer::new())
         .layer(ClientIpLayer::new(TrustedProxies::none()))
         .layer(Extension(context))

@@ -6,7 +6,7 @@
 //! `{"error":{"code":"…","message":"…","request_id":"…"}}`, with the layer's typed rejection
 //! value in the response extensions.
 
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 
 /// A configuration value this crate cannot accept.
@@ -41,8 +41,8 @@ pub enum ProtectError {
 /// `Result` with [`ProtectError`].
 pub type Result<T, E = ProtectError> = std::result::Result<T, E>;
 
-/// The name of the request header that carries the request id.
-pub(crate) const REQUEST_ID: &str = "x-request-id";
+/// The request header that carries the request id (a constant: no name parsing per request).
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The request's `x-request-id` header, or an empty string when absent or not text.
 pub(crate) fn request_id(headers: &HeaderMap) -> String {

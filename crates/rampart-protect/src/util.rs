@@ -20,13 +20,15 @@ pub(crate) fn under_any(path: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| under_prefix(path, p))
 }
 
+/// The `Content-Type` essence (before any parameter), trimmed, when the header is text.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    value.split(';').next().map(str::trim)
+}
+
 /// Whether the `Content-Type` essence (before any parameter) is `essence`, ignoring ASCII case.
 pub(crate) fn has_media_type(headers: &HeaderMap, essence: &str) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case(essence))
+    media_type(headers).is_some_and(|e| e.eq_ignore_ascii_case(essence))
 }
 
 #[cfg(test)]

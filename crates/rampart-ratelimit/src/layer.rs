@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
+use futures_util::future::Either;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use http::{Request, StatusCode};
 use tower::{Layer, Service};
@@ -75,14 +76,21 @@ pub struct RateLimited {
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RateLimitLayer {
+    // One shared allocation: every clone of the service (one per request under a router)
+    // touches a single reference count.
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     store: Arc<dyn RateLimitStore>,
-    rules: Arc<[Rule]>,
+    rules: Vec<Rule>,
 }
 
 impl RateLimitLayer {
     /// A layer applying `rules` with state in `store`.
     pub fn new(store: Arc<dyn RateLimitStore>, rules: Vec<Rule>) -> Self {
-        Self { store, rules: rules.into() }
+        Self { shared: Arc::new(Shared { store, rules }) }
     }
 
     /// A layer applying only [`Rule::default_rule`].
@@ -92,14 +100,15 @@ impl RateLimitLayer {
 
     /// The rules, in the order they are checked.
     pub fn rules(&self) -> &[Rule] {
-        &self.rules
+        &self.shared.rules
     }
 
     /// The matching rules for a request and the store key for each: the pure part of the
     /// policy.
     pub fn plan<B>(&self, req: &Request<B>) -> Vec<(usize, String)> {
         let path = req.uri().path();
-        self.rules
+        self.shared
+            .rules
             .iter()
             .enumerate()
             .filter(|(_, r)| r.matches(req.method(), path))
@@ -123,8 +132,10 @@ pub struct RateLimit<S> {
     layer: RateLimitLayer,
 }
 
-/// The future returned by [`RateLimit`].
-pub type ResponseFuture<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send + 'static>>;
+/// The future returned by [`RateLimit`]: the inner service's own future when no rule matches
+/// (nothing to check, nothing to add), else a boxed check-then-call.
+pub type ResponseFuture<F, E> =
+    Either<F, Pin<Box<dyn Future<Output = Result<Response, E>> + Send + 'static>>>;
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
 where
@@ -134,7 +145,7 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -142,26 +153,27 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let plan = self.layer.plan(&req);
+        if plan.is_empty() {
+            return Either::Left(self.inner.call(req));
+        }
+        // The service that was made ready goes with the future; a clone stays behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if plan.is_empty() {
-            return Box::pin(inner.call(req));
-        }
-        let layer = self.layer.clone();
+        let shared = Arc::clone(&self.layer.shared);
         let request_id = req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let matched: Vec<(&Rule, String)> = plan
                 .into_iter()
-                .filter_map(|(index, key)| layer.rules.get(index).map(|rule| (rule, key)))
+                .filter_map(|(index, key)| shared.rules.get(index).map(|rule| (rule, key)))
                 .collect();
             let checks: Vec<(&str, &[Quota])> =
                 matched.iter().map(|(rule, key)| (key.as_str(), rule.quotas.as_slice())).collect();
-            let decisions = match layer.store.check_all(&checks).await {
+            let decisions = match shared.store.check_all(&checks).await {
                 Ok(decisions) if decisions.len() == checks.len() => Ok(decisions),
                 Ok(_) => Err(RateLimitError::InvalidState {
                     detail: "rate-limit store returned a wrong number of decisions",
@@ -195,7 +207,7 @@ where
             let mut response = inner.call(req).await?;
             set_headers(&mut response, &seen);
             Ok(response)
-        })
+        }))
     }
 }
 

@@ -104,7 +104,8 @@ async fn retry_after_is_rounded_up_and_at_least_one_second() {
     let response = call(&layer, request(Method::POST, "/", "192.0.2.1")).await;
     assert_eq!(header(&response, &RETRY_AFTER), "1");
     // 2/3s with 1.5 s left rounds up to 2.
-    let layer = RateLimitLayer::new(layer.store.clone(), vec![rule("s", vec![], "/", &["2/3s"])]);
+    let layer =
+        RateLimitLayer::new(layer.shared.store.clone(), vec![rule("s", vec![], "/", &["2/3s"])]);
     call(&layer, request(Method::POST, "/", "192.0.2.1")).await;
     call(&layer, request(Method::POST, "/", "192.0.2.1")).await;
     let response = call(&layer, request(Method::POST, "/", "192.0.2.1")).await;

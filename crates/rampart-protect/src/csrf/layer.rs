@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either, Ready};
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use http_body::Body;
@@ -65,9 +66,13 @@ pub struct Csrf<S> {
     form_limit: usize,
 }
 
-/// The future of [`Csrf`]. Boxed because a form body may have to be read before the inner
+/// The future of [`Csrf`]: the inner service's future when the request passes, a ready
+/// refusal, or (boxed) the read of a form body that may carry the token before the inner
 /// service is called.
-pub type ResponseFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+pub type ResponseFuture<F, B, E> = Either<
+    Either<F, Ready<Result<Response<B>, E>>>,
+    Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>,
+>;
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Csrf<S>
 where
@@ -81,7 +86,7 @@ where
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -96,15 +101,20 @@ where
             None,
         );
         match verdict {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(()) => Either::Left(Either::Left(self.inner.call(req))),
             Err(r) if r.reason == CsrfReason::MissingToken && is_urlencoded_form(req.headers()) => {
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(check_form(inner, self.policy.clone(), self.form_limit, req))
+                Either::Right(Box::pin(check_form(
+                    inner,
+                    self.policy.clone(),
+                    self.form_limit,
+                    req,
+                )))
             }
             Err(r) => {
                 let res = reject(&r, &request_id(req.headers()));
-                Box::pin(std::future::ready(Ok(res)))
+                Either::Left(Either::Right(future::ready(Ok(res))))
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use http::header::{HeaderMap, ORIGIN, REFERER};
+use http::header::{HeaderMap, HeaderName, ORIGIN, REFERER};
 use http::{Method, Response, StatusCode};
 use rampart_core::{ct::ct_eq, token::b64url, Keyring, Purpose, SecretString};
 
@@ -18,6 +18,10 @@ pub const CSRF_FORM_FIELD: &str = "csrf_token";
 
 /// Longest `Origin` value copied into a rejection for the audit log.
 const MAX_ORIGIN_SEEN: usize = 256;
+
+/// The names looked up on every checked request, as constants: no name parsing per request.
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+const CSRF_HEADER_NAME: HeaderName = HeaderName::from_static(CSRF_HEADER);
 
 /// What the CSRF check accepts.
 #[derive(Debug, Clone)]
@@ -232,7 +236,7 @@ impl CsrfPolicy {
             return Ok(());
         };
         let header_token =
-            headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty());
+            headers.get(CSRF_HEADER_NAME).and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty());
         let Some(provided) = header_token.or(form_token.filter(|t| !t.is_empty())) else {
             return Err(self.reject(CsrfReason::MissingToken, headers));
         };
@@ -245,7 +249,7 @@ impl CsrfPolicy {
 
     /// Fetch Metadata first; then `Origin`; then the origin of `Referer`.
     fn check_origin(&self, headers: &HeaderMap) -> Result<(), CsrfRejection> {
-        let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).map(str::trim);
+        let site = headers.get(SEC_FETCH_SITE).and_then(|v| v.to_str().ok()).map(str::trim);
         match site {
             Some(s) if s.eq_ignore_ascii_case("same-origin") => return Ok(()),
             Some(s) if s.eq_ignore_ascii_case("same-site") && self.config.allow_same_site => {

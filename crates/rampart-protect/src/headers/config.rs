@@ -1,8 +1,8 @@
 //! What [`SecurityHeadersLayer`](super::SecurityHeadersLayer) sends.
 
 use http::header::{
-    HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    HeaderMap, HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 
 use crate::error::{ProtectError, Result};
@@ -148,6 +148,26 @@ impl SecurityHeadersConfig {
             self.fixed.retain(|(n, _)| n != name);
         }
         self
+    }
+
+    /// The headers every response starts from: the fixed ones, HSTS when on, the default
+    /// `Referrer-Policy` and the non-HTML policy. Per-response choices and the response's own
+    /// headers are laid over a copy of it.
+    pub(super) fn base_headers(&self) -> HeaderMap {
+        let mut base = HeaderMap::with_capacity(self.fixed.len() + 3);
+        for (name, value) in &self.fixed {
+            base.insert(name.clone(), value.clone());
+        }
+        if self.hsts {
+            base.insert(STRICT_TRANSPORT_SECURITY, self.hsts_value.clone());
+        }
+        if let Some(value) = &self.referrer_policy {
+            base.insert(REFERRER_POLICY, value.clone());
+        }
+        if let Some(value) = &self.other_csp {
+            base.insert(CONTENT_SECURITY_POLICY, value.clone());
+        }
+        base
     }
 
     /// The HTML policy for `nonce`, if one is configured.

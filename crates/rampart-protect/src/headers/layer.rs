@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY,
-    SERVER, STRICT_TRANSPORT_SECURITY,
+    SERVER,
 };
 use http::{Request, Response};
 use rampart_core::token::random_id;
@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::config::SecurityHeadersConfig;
 use crate::future::{after, ResponseFuture};
-use crate::util::{has_media_type, under_any};
+use crate::util::{media_type, under_any};
 
 /// `X-Powered-By`, which no response keeps (a constant: no name parsing per response).
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
@@ -56,16 +56,30 @@ impl Eq for CspNonce {}
 pub struct Authenticated;
 
 /// Adds security headers to every response. See the [module docs](super).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct SecurityHeadersLayer {
-    config: Arc<SecurityHeadersConfig>,
+    prepared: Arc<Prepared>,
+}
+
+/// The configuration and the header set built from it once, shared by every response.
+#[derive(Debug)]
+struct Prepared {
+    config: SecurityHeadersConfig,
+    base: HeaderMap,
 }
 
 impl SecurityHeadersLayer {
     /// A layer sending what `config` says.
     pub fn new(config: SecurityHeadersConfig) -> Self {
-        Self { config: Arc::new(config) }
+        let base = config.base_headers();
+        Self { prepared: Arc::new(Prepared { config, base }) }
+    }
+}
+
+impl Default for SecurityHeadersLayer {
+    fn default() -> Self {
+        Self::new(SecurityHeadersConfig::default())
     }
 }
 
@@ -73,7 +87,7 @@ impl<S> Layer<S> for SecurityHeadersLayer {
     type Service = SecurityHeaders<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecurityHeaders { inner, config: Arc::clone(&self.config) }
+        SecurityHeaders { inner, prepared: Arc::clone(&self.prepared) }
     }
 }
 
@@ -81,13 +95,13 @@ impl<S> Layer<S> for SecurityHeadersLayer {
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders<S> {
     inner: S,
-    config: Arc<SecurityHeadersConfig>,
+    prepared: Arc<Prepared>,
 }
 
 /// Per-request state of [`SecurityHeaders`]: the nonce and what the path asked for.
 #[derive(Debug)]
 pub struct HeadersState {
-    config: Arc<SecurityHeadersConfig>,
+    prepared: Arc<Prepared>,
     nonce: CspNonce,
     no_referrer: bool,
     no_store: bool,
@@ -109,52 +123,66 @@ where
         let nonce = CspNonce::default();
         req.extensions_mut().insert(nonce.clone());
         let path = req.uri().path();
+        let config = &self.prepared.config;
         let state = HeadersState {
-            no_referrer: under_any(path, &self.config.no_referrer_prefixes),
-            no_store: under_any(path, &self.config.no_store_prefixes),
-            config: Arc::clone(&self.config),
+            no_referrer: under_any(path, &config.no_referrer_prefixes),
+            no_store: under_any(path, &config.no_store_prefixes),
+            prepared: Arc::clone(&self.prepared),
             nonce,
         };
         after(self.inner.call(req), state, finish)
     }
 }
 
+/// Builds the response's headers: a copy of the prepared set, the per-response choices on
+/// top, and the response's own headers over both (so whatever the response set itself wins),
+/// less `Server` and `X-Powered-By`. One copy and a hashed insert per own header, instead of
+/// a lookup and insert per security header.
 fn finish<B, E>((result, state): (Result<Response<B>, E>, HeadersState)) -> Result<Response<B>, E> {
     let mut res = result?;
     let authenticated = res.extensions().get::<Authenticated>().is_some();
-    let is_html =
-        ["text/html", "application/xhtml+xml"].iter().any(|m| has_media_type(res.headers(), m));
-    let config = &state.config;
-    let headers = res.headers_mut();
-    // Room for everything added below at once, instead of growing the map step by step.
-    headers.reserve(config.fixed.len() + 4);
-    headers.remove(SERVER);
-    headers.remove(X_POWERED_BY);
+    let is_html = is_html(res.headers());
+    let Prepared { config, base } = &*state.prepared;
+    let own = std::mem::take(res.headers_mut());
+    let mut headers = base.clone();
     if state.no_store || authenticated {
-        set_if_absent(headers, CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if config.hsts {
-        set_if_absent(headers, STRICT_TRANSPORT_SECURITY, config.hsts_value.clone());
+    if state.no_referrer {
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
-    for (name, value) in &config.fixed {
-        set_if_absent(headers, name.clone(), value.clone());
+    if is_html {
+        match config.html_csp_for(state.nonce.as_str()) {
+            Some(value) => headers.insert(CONTENT_SECURITY_POLICY, value),
+            None => headers.remove(CONTENT_SECURITY_POLICY),
+        };
     }
-    let referrer = if state.no_referrer {
-        Some(HeaderValue::from_static("no-referrer"))
-    } else {
-        config.referrer_policy.clone()
-    };
-    if let Some(value) = referrer {
-        set_if_absent(headers, REFERRER_POLICY, value);
-    }
-    let csp =
-        if is_html { config.html_csp_for(state.nonce.as_str()) } else { config.other_csp.clone() };
-    if let Some(value) = csp {
-        set_if_absent(headers, CONTENT_SECURITY_POLICY, value);
-    }
+    overlay(&mut headers, own);
+    *res.headers_mut() = headers;
     Ok(res)
 }
 
-fn set_if_absent(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
-    headers.entry(name).or_insert(value);
+/// Whether the `Content-Type` essence is `text/html` or `application/xhtml+xml`.
+fn is_html(headers: &HeaderMap) -> bool {
+    media_type(headers).is_some_and(|essence| {
+        essence.eq_ignore_ascii_case("text/html")
+            || essence.eq_ignore_ascii_case("application/xhtml+xml")
+    })
+}
+
+/// Puts every header of `own` into `headers`, replacing what `headers` had under the same
+/// name and keeping all of `own`'s values; `Server` and `X-Powered-By` are left out.
+fn overlay(headers: &mut HeaderMap, own: HeaderMap) {
+    // `HeaderMap::into_iter` gives the name with the first value of each name only.
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in own {
+        if let Some(name) = name {
+            current = (name != SERVER && name != X_POWERED_BY).then_some(name);
+            if let Some(name) = &current {
+                headers.insert(name, value);
+            }
+        } else if let Some(name) = &current {
+            headers.append(name, value);
+        }
+    }
 }

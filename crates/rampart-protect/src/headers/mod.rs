@@ -39,7 +39,8 @@
 //!   receives the strict nonce policy too, and since it does not know the nonce its inline
 //!   scripts are blocked. Such upstreams should send their own CSP, or be wrapped by a layer
 //!   configured with [`SecurityHeadersConfig::with_html_csp`]. The nonce is 128 bits from the
-//!   OS RNG and never reused; a nonce that leaked or repeated would let injected markup run.
+//!   thread-local CSPRNG (seeded and reseeded from the OS), drawn per response and never
+//!   reused; a nonce that leaked or repeated would let injected markup run.
 //! - The strict HTML policy has no `connect-src`: pages that call `fetch` need a template that
 //!   adds `connect-src 'self'`.
 //! - **HSTS** is ignored by browsers over plain HTTP, so it is harmless there; the server sets

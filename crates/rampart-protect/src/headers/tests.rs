@@ -35,6 +35,14 @@ async fn inner(req: Request<Body>) -> Result<Response<Body>, Infallible> {
         res.headers_mut().insert(CACHE_CONTROL, "max-age=60".parse().unwrap());
         res.headers_mut().insert("content-security-policy", "default-src 'self'".parse().unwrap());
     }
+    if path.contains("multi") {
+        for value in ["a=1; Path=/", "b=2; Path=/"] {
+            res.headers_mut().append("set-cookie", value.parse().unwrap());
+        }
+        res.headers_mut().append("x-powered-by", "second".parse().unwrap());
+        res.headers_mut().append("server", "second".parse().unwrap());
+        res.headers_mut().append(X_FRAME_OPTIONS, "SAMEORIGIN".parse().unwrap());
+    }
     Ok(res)
 }
 
@@ -97,6 +105,27 @@ async fn headers_already_set_by_the_response_are_kept() {
     assert_eq!(header(&h, "cache-control"), Some("max-age=60"));
     assert_eq!(header(&h, "content-security-policy"), Some("default-src 'self'"));
     assert_eq!(header(&h, "x-content-type-options"), Some("nosniff"));
+}
+
+#[tokio::test]
+async fn every_value_of_a_repeated_response_header_is_kept_and_nothing_is_doubled() {
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/multi/html").await;
+    let all =
+        |name: &str| -> Vec<&str> { h.get_all(name).iter().map(|v| v.to_str().unwrap()).collect() };
+    assert_eq!(all("set-cookie"), ["a=1; Path=/", "b=2; Path=/"]);
+    assert_eq!(all("x-frame-options"), ["SAMEORIGIN"]);
+    assert!(all("server").is_empty() && all("x-powered-by").is_empty());
+    assert_eq!(all("content-type"), ["text/html; charset=utf-8"]);
+    for name in ["x-content-type-options", "referrer-policy", "content-security-policy"] {
+        assert_eq!(all(name).len(), 1, "{name}");
+    }
+    assert!(all("content-security-policy")[0].contains("'nonce-"));
+}
+
+#[tokio::test]
+async fn a_response_policy_on_an_html_page_is_kept() {
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/own/html").await;
+    assert_eq!(header(&h, "content-security-policy"), Some("default-src 'self'"));
 }
 
 #[tokio::test]

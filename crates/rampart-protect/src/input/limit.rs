@@ -4,12 +4,12 @@ use std::fmt;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use http::header::CONTENT_LENGTH;
+use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{Request, Response, StatusCode};
 use http_body_util::{LengthLimitError, Limited};
 use tower::{Layer, Service};
 
-use crate::error::request_id;
+use crate::error::{request_id, REQUEST_ID};
 use crate::future::{after, early, ResponseFuture};
 use crate::util::has_media_type;
 
@@ -93,7 +93,8 @@ pub struct BodyLimit<S> {
 #[derive(Debug)]
 pub struct BodyLimitState {
     limit: usize,
-    request_id: String,
+    // Kept as the header value (a reference count, no copy): it is only read on a 413.
+    request_id: Option<HeaderValue>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BodyLimit<S>
@@ -112,18 +113,26 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let rid = request_id(req.headers());
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.limit as u64) {
+            let rid = request_id(req.headers());
             return early(PayloadTooLarge { limit: self.limit }.to_response(&rid));
         }
         let limit = self.limit;
-        let req = req.map(|b| Body::new(Limited::new(b, limit)));
-        let state = BodyLimitState { limit, request_id: rid };
+        // A body already at its end has nothing to cap (most GETs): passing it on as it is
+        // spares a boxed wrapper per request.
+        let req = req.map(|b| {
+            if http_body::Body::is_end_stream(&b) {
+                Body::new(b)
+            } else {
+                Body::new(Limited::new(b, limit))
+            }
+        });
+        let state = BodyLimitState { limit, request_id: req.headers().get(REQUEST_ID).cloned() };
         after(self.inner.call(req), state, finish)
     }
 }
@@ -138,7 +147,8 @@ fn finish<B: From<String>, E>(
         return Ok(res);
     }
     let (parts, _) = res.into_parts();
-    let mut shaped = PayloadTooLarge { limit: state.limit }.to_response::<B>(&state.request_id);
+    let rid = state.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let mut shaped = PayloadTooLarge { limit: state.limit }.to_response::<B>(rid);
     let marker = shaped.extensions_mut().remove::<PayloadTooLarge>();
     *shaped.extensions_mut() = parts.extensions;
     if let Some(m) = marker {
