@@ -8,6 +8,9 @@
 //! - `lib-memory`: the workspace's `rampart-session` crate with its memory store in an axum app,
 //!   answering the same `GET /api/auth/me` as `plain` after checking the session.
 //! - `upstream`: a tiny application for proxy benchmarks.
+//! - `hyper-proxy --upstream ADDR`: the bare reverse proxy of the HTTP stack Rampart is built
+//!   on (axum and the hyper client), with nothing checked or added: the floor of any proxy built
+//!   from these parts.
 //! - `hash-time`: times Argon2id with Rampart's default parameters.
 //! - `report`: turns a run directory written by the script into `docs/benchmarks.md`,
 //!   `docs/bench/results.json` and SVG charts.
@@ -84,6 +87,16 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// The bare axum + hyper client reverse proxy to `--upstream`: no authentication, no
+    /// headers added beyond `X-Forwarded-For` and `-Proto` (what the nginx baseline adds).
+    HyperProxy {
+        /// Loopback port to bind.
+        #[arg(long)]
+        port: u16,
+        /// The upstream's address.
+        #[arg(long)]
+        upstream: SocketAddr,
+    },
     /// Times Argon2id hashes with Rampart's default parameters; prints JSON.
     HashTime {
         /// Number of hashes.
@@ -129,6 +142,9 @@ fn main() -> anyhow::Result<()> {
         Command::LibMemory { port } => lib_session::run(loopback(port)),
         Command::LibProtect { port } => lib_protect::run(loopback(port)),
         Command::Upstream { port } => servers::run(servers::upstream(), loopback(port)),
+        Command::HyperProxy { port, upstream } => {
+            servers::run(servers::hyper_proxy(upstream), loopback(port))
+        }
         Command::HashTime { iterations, memory_kib, time_cost, lanes } => {
             let r = hash::time_hashes(iterations, memory_kib, time_cost, lanes)?;
             println!("{}", serde_json::to_string(&r)?);

@@ -34,6 +34,7 @@ pub(crate) const TARGETS: &[(&str, &str, Option<&str>)] = &[
 pub(crate) const PROXY_TARGETS: &[(&str, &str, Option<&str>)] = &[
     ("upstream-direct", "the upstream app, no proxy", None),
     ("nginx-proxy", "nginx proxy_pass, no authentication", Some("upstream-direct")),
+    ("hyper-proxy", "bare axum + hyper client proxy, nothing checked", Some("nginx-proxy")),
     ("rampart-proxy", "Rampart proxy, session checked", Some("nginx-proxy")),
     ("rampart-verify", "Rampart forward auth, GET /auth/verify", Some("plain")),
 ];

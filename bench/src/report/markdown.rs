@@ -531,6 +531,11 @@ fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
          - **nginx-proxy**: nginx (`proxy_pass` to the upstream over kept-alive HTTP/1.1 \
            connections, `worker_processes auto`, access log off) with no authentication: the \
            baseline of the proxy goal.\n\
+         - **hyper-proxy**: the bare reverse proxy of the HTTP stack Rampart is built on (an \
+           axum fallback handler forwarding with the hyper client over kept-alive HTTP/1.1, \
+           adding `X-Forwarded-For` and `-Proto` as nginx does), with nothing checked and no \
+           header added to the answer: the floor of any proxy made of these parts. No goal; it \
+           shows how much of the gap to nginx is the stack and how much is Rampart's work.\n\
          - **rampart-proxy**: `GET /` through Rampart with `RAMPART_UPSTREAM` set to the same \
            upstream and the session cookie on every request. No access rules are configured, so \
            the default applies: every proxied path needs a logged-in user (checked: without the \
@@ -576,6 +581,14 @@ fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
             x(ratio),
             x(if n.p99_us > 0.0 { p.p99_us / n.p99_us } else { 0.0 }),
             met(ratio >= PROXY_GOAL)
+        );
+    }
+    if let (Some(h), Some(n)) = (find(&r.proxy, "hyper-proxy"), find(&r.proxy, "nginx-proxy")) {
+        let _ = writeln!(
+            s,
+            "The bare axum + hyper client proxy ÷ nginx, same GET: **{}** req/s: the part of the \
+             gap that comes from the HTTP stack before Rampart does any work.\n",
+            x(if n.rps > 0.0 { h.rps / n.rps } else { 0.0 })
         );
     }
     if let Some(v) = find(&r.proxy, "rampart-verify") {
