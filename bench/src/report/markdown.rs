@@ -121,8 +121,9 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
            the cookie; its `POST /login` creates the session (no password check). This is the \
            figure for the sessions goal: at least {LIB_MEMORY_GOAL:.2}× of plain.\n\
          - **lib-protect**: plain's handler behind the workspace's protection layers as an \
-           application embeds them: security headers (strict preset), method guard, client-IP \
-           resolution (`ClientIpLayer`), rate limiter (default rule, memory store), CSRF layer, body limit. The \
+           application embeds them: security headers (strict preset; HSTS only for an https \
+           origin, as in the example and the server), method guard, client-IP resolution \
+           (`ClientIpLayer`), rate limiter (default rule, memory store), CSRF layer, body limit. The \
            `GET` is exempt from the default rate-limit rule and the CSRF token check, but every \
            layer runs. This is the figure for the protection goal: at least \
            {LIB_PROTECT_GOAL:.2}× of plain (at most 10% throughput lost).\n\
