@@ -5,6 +5,7 @@
 //! - `stack --store memory|redis`: sessions, a rate limiter and security headers assembled from
 //!   published crates, as an application would do it without Rampart.
 //! - `lib-protect`: `plain` behind the workspace's protection layers.
+//! - `plain-headers`: `plain` with `lib-protect`'s response headers and nothing checked.
 //! - `lib-memory`: the workspace's `rampart-session` crate with its memory store in an axum app,
 //!   answering the same `GET /api/auth/me` as `plain` after checking the session.
 //! - `upstream`: a tiny application for proxy benchmarks.
@@ -81,6 +82,13 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// `plain` with the response headers `lib-protect` sends on `GET /api/auth/me`, added by one
+    /// map over the response; nothing checked.
+    PlainHeaders {
+        /// Loopback port to bind.
+        #[arg(long)]
+        port: u16,
+    },
     /// A tiny upstream application (`GET /` answers a small HTML page, `/json` a small JSON).
     Upstream {
         /// Loopback port to bind.
@@ -141,6 +149,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::LibMemory { port } => lib_session::run(loopback(port)),
         Command::LibProtect { port } => lib_protect::run(loopback(port)),
+        Command::PlainHeaders { port } => {
+            servers::run(lib_protect::plain_headers(), loopback(port))
+        }
         Command::Upstream { port } => servers::run(servers::upstream(), loopback(port)),
         Command::HyperProxy { port, upstream } => {
             servers::run(servers::hyper_proxy(upstream), loopback(port))

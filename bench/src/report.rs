@@ -23,6 +23,7 @@ pub(crate) const TARGETS: &[(&str, &str, Option<&str>)] = &[
     ("plain", "axum, no layers (ceiling)", None),
     ("lib-memory", "axum + rampart-session, memory store", None),
     ("lib-protect", "axum + the protection layers, no session", None),
+    ("plain-headers", "axum + lib-protect's response headers, nothing checked", None),
     ("stack-memory", "published crates, memory sessions", None),
     ("stack-redis", "published crates, Redis sessions", None),
     ("rampart-memory", "Rampart, memory store", Some("stack-memory")),

@@ -18,12 +18,12 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::GovernorLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -128,31 +128,29 @@ pub(crate) fn upstream() -> Router {
 /// is. No hop-by-hop header handling beyond `Connection`: the benchmark's requests carry none.
 pub(crate) fn hyper_proxy(upstream: SocketAddr) -> Router {
     let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
-    Router::new().fallback(
-        move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
-            let client = client.clone();
-            async move {
-                let (mut parts, body) = req.into_parts();
-                let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                let Ok(uri) = format!("http://{upstream}{path}").parse() else {
-                    return StatusCode::BAD_REQUEST.into_response();
-                };
-                parts.uri = uri;
-                parts.headers.remove(header::CONNECTION);
-                if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-                    parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
-                }
-                parts.headers.insert(
-                    HeaderName::from_static("x-forwarded-proto"),
-                    HeaderValue::from_static("http"),
-                );
-                match client.request(Request::from_parts(parts, body)).await {
-                    Ok(res) => res.map(Body::new),
-                    Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-                }
+    Router::new().fallback(move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
+        let client = client.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let Ok(uri) = format!("http://{upstream}{path}").parse() else {
+                return StatusCode::BAD_REQUEST.into_response();
+            };
+            parts.uri = uri;
+            parts.headers.remove(header::CONNECTION);
+            if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+                parts.headers.insert(HeaderName::from_static("x-forwarded-for"), v);
             }
-        },
-    )
+            parts.headers.insert(
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static("http"),
+            );
+            match client.request(Request::from_parts(parts, body)).await {
+                Ok(res) => res.map(Body::new),
+                Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    })
 }
 
 /// What the stack keeps in the session after a login.

@@ -127,6 +127,11 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
            `GET` is exempt from the default rate-limit rule and the CSRF token check, but every \
            layer runs. This is the figure for the protection goal: at least \
            {LIB_PROTECT_GOAL:.2}× of plain (at most 10% throughput lost).\n\
+         - **plain-headers**: plain's handler with the response headers lib-protect sends on \
+           this `GET` (the same names and values, checked against lib-protect's answer before \
+           the runs) added by one map over the response, and nothing checked. No goal: it shows \
+           what the header bytes alone cost, in the server, the kernel and the client, beside \
+           what the protection layers' work costs.\n\
          - **stack-memory / stack-redis**: what an application would assemble from published \
            crates (see `bench/Cargo.toml`): axum, a cookie session library with its memory store \
            or its Redis store, a per-IP rate limiter on unsafe methods (50 burst, 5/s), eight \
@@ -213,6 +218,14 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
             x(v.rps),
             x(v.p99),
             met(v.rps >= LIB_PROTECT_GOAL)
+        );
+    }
+    if let Some(v) = find(&r.throughput, "plain-headers").and_then(|t| t.vs_plain) {
+        let _ = writeln!(
+            s,
+            "The same response headers with nothing checked: plain-headers ÷ plain = **{}** \
+             req/s: the part of the protection stack's cost that is the headers it must send.\n",
+            x(v.rps)
         );
     }
     for c in charts.iter().filter(|c| ["throughput.svg", "latency.svg"].contains(c)) {
