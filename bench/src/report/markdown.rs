@@ -128,8 +128,8 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
            layer runs. This is the figure for the protection goal: at least \
            {LIB_PROTECT_GOAL:.2}× of plain (at most 10% throughput lost).\n\
          - **plain-headers**: plain's handler with the response headers lib-protect sends on \
-           this `GET` (the same names and values, checked against lib-protect's answer before \
-           the runs) added by one map over the response, and nothing checked. No goal: it shows \
+           this `GET` (the script compares both answers' header lines before the runs and leaves \
+           this target out if they differ) added by one map over the response, and nothing checked. No goal: it shows \
            what the header bytes alone cost, in the server, the kernel and the client, beside \
            what the protection layers' work costs.\n\
          - **stack-memory / stack-redis**: what an application would assemble from published \
