@@ -1,9 +1,9 @@
 //! `lib-protect`: `plain`'s handler behind the workspace's request-protection layers, as an
 //! application embeds them (see `crates/rampart-protect/examples/axum_protect.rs`): security
 //! headers (strict preset, with HSTS only for an https origin as in the example and the server:
-//! browsers ignore it over plain HTTP), the method guard, client-IP resolution (`ClientIpLayer`, no trusted
-//! proxies), the rate limiter with its default rule and memory store, CSRF
-//! protection and the body limit.
+//! browsers ignore it over plain HTTP), the method guard, client-IP resolution (`ClientIpLayer`,
+//! no trusted proxies), the rate limiter with its default rule and memory store, CSRF protection
+//! and the body limit.
 //!
 //! So `lib-protect ÷ plain` is the whole protection stack's cost on a `GET` over HTTP, which is
 //! what an application pays for it. The `GET` is exempt from the default rate-limit rule and
@@ -49,7 +49,7 @@ pub(crate) fn run(addr: SocketAddr) -> anyhow::Result<()> {
 
 /// `plain` with the headers the stack above sends on `GET /api/auth/me` over plain HTTP, set by
 /// one map over the response and nothing else: the cost of the header bytes alone. The script
-/// checks that both answers carry the same header names before it measures.
+/// checks that both answers carry the same header lines before it measures.
 pub(crate) fn plain_headers() -> axum::Router {
     let headers: HeaderMap = [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
