@@ -198,18 +198,11 @@ impl SessionManager {
         let t = self.inner.timeouts;
         let ttl = t.idle + EXPIRED_RETENTION;
         for key in StoreKey::candidates(&self.inner.keyring, id) {
-            match self.inner.store.load_and_touch(&key, now, t.touch_interval, ttl).await {
-                Ok(Some(record)) => {
-                    return match self.assess(key, record, now) {
-                        Ok(active) => Ok(LoadOutcome::Active(active)),
-                        Err(expired) => self.settle(expired).await,
-                    };
-                }
-                Ok(None) => {}
-                Err(SessionError::Corrupt(source)) => {
-                    return self.settle(unreadable(key, source.as_deref())).await;
-                }
-                Err(e) => return Err(e),
+            let answer = self.inner.store.load_and_touch(&key, now, t.touch_interval, ttl).await;
+            match self.judge(key, answer, now) {
+                Some(QuickLoad::Settle(u)) => return self.settle(u).await,
+                Some(QuickLoad::Done(outcome)) => return outcome,
+                Some(QuickLoad::Wait) | None => {}
             }
         }
         Ok(LoadOutcome::Unknown)
@@ -225,22 +218,38 @@ impl SessionManager {
         let ttl = t.idle + EXPIRED_RETENTION;
         for key in StoreKey::candidates(&self.inner.keyring, id) {
             // `None` before any record was returned: nothing was touched, `load` can start over.
-            match self.inner.store.load_and_touch_now(&key, now, t.touch_interval, ttl) {
-                None => return QuickLoad::Wait,
-                Some(Ok(Some(record))) => {
-                    return match self.assess(key, record, now) {
-                        Ok(active) => QuickLoad::Done(Ok(LoadOutcome::Active(active))),
-                        Err(expired) => QuickLoad::Settle(expired),
-                    };
-                }
-                Some(Ok(None)) => {}
-                Some(Err(SessionError::Corrupt(source))) => {
-                    return QuickLoad::Settle(unreadable(key, source.as_deref()));
-                }
-                Some(Err(e)) => return QuickLoad::Done(Err(e)),
+            let Some(answer) =
+                self.inner.store.load_and_touch_now(&key, now, t.touch_interval, ttl)
+            else {
+                return QuickLoad::Wait;
+            };
+            if let Some(step) = self.judge(key, answer, now) {
+                return step;
             }
         }
         QuickLoad::Done(Ok(LoadOutcome::Unknown))
+    }
+
+    /// What one key's answer from the store decides, shared by [`SessionManager::load`] and
+    /// [`SessionManager::load_now`]; `None` when the key holds nothing and the next candidate
+    /// is tried. Never [`QuickLoad::Wait`].
+    fn judge(
+        &self,
+        key: StoreKey,
+        answer: Result<Option<SessionRecord>>,
+        now: OffsetDateTime,
+    ) -> Option<QuickLoad> {
+        match answer {
+            Ok(Some(record)) => Some(match self.assess(key, record, now) {
+                Ok(active) => QuickLoad::Done(Ok(LoadOutcome::Active(active))),
+                Err(expired) => QuickLoad::Settle(expired),
+            }),
+            Ok(None) => None,
+            Err(SessionError::Corrupt(source)) => {
+                Some(QuickLoad::Settle(unreadable(key, source.as_deref())))
+            }
+            Err(e) => Some(QuickLoad::Done(Err(e))),
+        }
     }
 
     /// Deletes the entry of an expired or unreadable session and gives the outcome.
