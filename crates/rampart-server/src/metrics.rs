@@ -2,8 +2,9 @@
 //! (`RAMPART_METRICS_LISTEN`, off by default) so they never sit on the public address.
 //!
 //! Counters and histograms are kept in memory with atomics and small maps; labels are bounded:
-//! routes are the matched route templates (never raw paths), so a scan of random URLs cannot
-//! grow the label set.
+//! routes are the matched route templates (never raw paths) and methods are the nine standard
+//! ones or `other` (HTTP lets a client invent any method token), so neither a scan of random
+//! URLs nor a stream of made-up methods can grow the label set.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,7 +53,7 @@ impl Histogram {
 
 #[derive(Debug, Default)]
 struct RouteStats {
-    by_status: Vec<(axum::http::Method, u16, u64)>,
+    by_status: Vec<(&'static str, u16, u64)>,
     latency: Histogram,
 }
 
@@ -94,18 +95,35 @@ impl Metrics {
     }
 
     fn request(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
+        let method = method_label(method);
         let mut routes = self.routes.lock();
         // Look up by borrowed key; allocate only the first time a route is seen.
         if !routes.contains_key(route) {
             routes.insert(route.to_owned(), RouteStats::default());
         }
         if let Some(stats) = routes.get_mut(route) {
-            match stats.by_status.iter_mut().find(|(m, s, _)| m == method && *s == status) {
+            match stats.by_status.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
                 Some(entry) => entry.2 += 1,
-                None => stats.by_status.push((method.clone(), status, 1)),
+                None => stats.by_status.push((method, status, 1)),
             }
             stats.latency.observe(took.as_secs_f64());
         }
+    }
+}
+
+/// The label of a method: one of the nine standard methods, else `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
     }
 }
 
@@ -138,7 +156,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
 }
 
 /// One route's counters by (method, status) and its rendered latency histogram.
-type RouteSnapshot = (Vec<(axum::http::Method, u16, u64)>, String);
+type RouteSnapshot = (Vec<(&'static str, u16, u64)>, String);
 
 /// Renders the Prometheus text format.
 pub async fn render(state: &AppState) -> String {
@@ -158,13 +176,12 @@ pub async fn render(state: &AppState) -> String {
         .collect();
     for (route, (by_status, _)) in &routes {
         let mut by_status = by_status.clone();
-        by_status.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        by_status.sort_unstable();
         for (method, status, n) in by_status {
             let _ = writeln!(
                 out,
-                "rampart_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                "rampart_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
                 esc(route),
-                esc(method.as_str())
             );
         }
     }
@@ -233,6 +250,21 @@ mod tests {
         assert!(out.contains("x_bucket{route=\"/a\",le=\"0.25\"} 2"), "{out}");
         assert!(out.contains("x_bucket{route=\"/a\",le=\"+Inf\"} 2"));
         assert!(out.contains("x_count{route=\"/a\"} 2"));
+    }
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = Metrics::default();
+        for i in 0..500 {
+            let method = axum::http::Method::from_bytes(format!("M{i}").as_bytes()).unwrap();
+            m.request("unmatched", &method, 405, Duration::from_millis(1));
+        }
+        m.request("unmatched", &axum::http::Method::GET, 404, Duration::from_millis(1));
+        m.request("unmatched", &axum::http::Method::GET, 404, Duration::from_millis(1));
+        let routes = m.routes.lock();
+        let mut seen = routes["unmatched"].by_status.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, vec![("GET", 404, 2), ("other", 405, 500)]);
     }
 
     #[test]

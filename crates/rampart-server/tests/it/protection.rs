@@ -393,6 +393,13 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .send()
         .await
         .unwrap();
+    // Methods are client-chosen tokens: made-up ones share one label, so they cannot grow
+    // the metrics without bound.
+    for i in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let res = c.request(method, s.url("/healthz")).send().await.unwrap();
+        assert_eq!(res.status(), 405);
+    }
     assert_eq!(
         c.get(s.url("/metrics")).send().await.unwrap().status(),
         404,
@@ -421,6 +428,13 @@ async fn metrics_are_served_on_their_own_listener_only() {
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
     }
+    assert!(!text.contains("MADEUP"), "a made-up method became a label:\n{text}");
+    let other = text
+        .lines()
+        .filter(|l| l.starts_with("rampart_http_requests_total{") && l.contains("method=\"other\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert_eq!(other, 40, "{text}");
 }
 
 #[tokio::test]
