@@ -228,8 +228,9 @@ fn client_ip_value<B>(req: &Request<B>) -> String {
     }
 }
 
-/// The text an address is counted under: IPv4 as is, IPv6 as its /64 network.
-pub(crate) fn ip_bucket(ip: IpAddr) -> String {
+/// The text an address is counted under: IPv4 as is, IPv6 as its /64 network (one host
+/// usually holds a whole /64, so counting single IPv6 addresses would let it dodge any limit).
+pub fn ip_bucket(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

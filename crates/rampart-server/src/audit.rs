@@ -51,6 +51,13 @@ impl RequestMeta {
     pub fn from_request(req: &Request) -> Self {
         Self::build(req.extensions(), req.headers())
     }
+
+    /// The client as bounded audit events count it: an IPv4 address, or the /64 network of an
+    /// IPv6 one (the same grouping as rate limiting), so a host cycling through the addresses
+    /// of its /64 still writes one event per window.
+    pub fn ip_bucket(&self) -> String {
+        rampart_ratelimit::rule::ip_bucket(self.ip)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
@@ -122,7 +129,7 @@ impl AppState {
 
     /// Writes an event at most once per kind and client address per window.
     pub async fn audit_bounded(&self, meta: &RequestMeta, ev: NewEvent) {
-        let key = format!("{}|{}", ev.kind().as_str(), meta.ip);
+        let key = format!("{}|{}", ev.kind().as_str(), meta.ip_bucket());
         self.audit_bounded_key(meta, &key, ev).await;
     }
 

@@ -249,7 +249,7 @@ async fn record_rejections(
         if let Some(u) = caller {
             ev = ev.by(u);
         }
-        let key = format!("csrf|{}|{}", meta.ip, rej.reason.as_str());
+        let key = format!("csrf|{}|{}", meta.ip_bucket(), rej.reason.as_str());
         state.audit_bounded_key(meta, &key, ev).await;
     }
     if let Some(rl) = rate_limited {

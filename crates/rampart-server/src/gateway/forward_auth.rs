@@ -184,9 +184,11 @@ async fn verify(
                     ev = ev.by(u);
                     u.user_id.clone()
                 }
-                None => meta.ip.to_string(),
+                None => meta.ip_bucket(),
             };
-            let key = format!("deny|{who}|{rule}|{path}");
+            // Per caller and rule, not path: a caller cycling through paths must not write an
+            // event per request.
+            let key = format!("deny|{who}|{rule}");
             state.audit_bounded_key(&meta, &key, ev).await;
             ApiError::forbidden().into_response()
         }

@@ -311,7 +311,9 @@ struct Denial {
     rule: String,
 }
 
-/// 403, audited as `access_denied` (at most once a minute per caller, rule and path).
+/// 403, audited as `access_denied` (at most once a minute per caller and rule: the path is
+/// recorded but not counted, or a caller cycling through paths would write an event per
+/// request).
 async fn forbidden(state: &AppState, d: Denial, user: Option<&AuthenticatedUser>) -> Response {
     let Denial { meta, path, method, rule } = d;
     let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied).with(json!({
@@ -325,9 +327,9 @@ async fn forbidden(state: &AppState, d: Denial, user: Option<&AuthenticatedUser>
             ev = ev.by(u);
             u.user_id.clone()
         }
-        None => meta.ip.to_string(),
+        None => meta.ip_bucket(),
     };
-    state.audit_bounded_key(&meta, &format!("denied|{who}|{rule}|{path}"), ev).await;
+    state.audit_bounded_key(&meta, &format!("denied|{who}|{rule}"), ev).await;
     ApiError::forbidden().into_response()
 }
 

@@ -231,7 +231,7 @@ pub async fn submit(
     if !token_ok {
         let ev = NewEvent::new(EventKind::CsrfRejected, Outcome::Denied)
             .with(json!({"reason": "login_token", "method": "POST", "path": "/login"}));
-        let key = format!("csrf|{}|login_token", meta.ip);
+        let key = format!("csrf|{}|login_token", meta.ip_bucket());
         state.audit_bounded_key(&meta, &key, ev).await;
         return page(
             StatusCode::FORBIDDEN,

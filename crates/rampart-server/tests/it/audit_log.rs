@@ -473,6 +473,46 @@ async fn csrf_rejections_are_audited_with_reason_origin_and_path() {
 }
 
 #[tokio::test]
+async fn bounded_events_count_an_ipv6_64_as_one_client() {
+    let s = Server::start(&[NO_RATE_LIMIT, ("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let a = admin(&s).await;
+    let c = client();
+    // One host cycling through the addresses of its /64, then one address of another /64.
+    let from = |i: u32| {
+        if i < 8 {
+            format!("2001:db8:7:7::{i:x}")
+        } else {
+            "2001:db8:7:8::1".to_owned()
+        }
+    };
+    for i in 0..9 {
+        let r = c
+            .get(s.url("/api/auth/me"))
+            .header("x-forwarded-for", from(i))
+            .header("cookie", format!("rampart_session=garbage-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = c
+            .post(s.url("/api/auth/login"))
+            .header("x-forwarded-for", from(i))
+            .header("origin", "https://evil.example")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    for kind in ["invalid_token", "csrf_rejected"] {
+        let events = a.events(&[("event", kind)]).await;
+        let ips: HashSet<&str> = events.iter().filter_map(|e| e["ip"].as_str()).collect();
+        assert_eq!(events.len(), 2, "{kind}: one event per /64: {events:?}");
+        assert!(ips.contains("2001:db8:7:8::1"), "{kind}: {ips:?}");
+    }
+}
+
+#[tokio::test]
 async fn rate_limited_requests_are_audited() {
     let s = Server::start(&[("RAMPART_RATE_LIMIT", "2/60s")]);
     let c = client();

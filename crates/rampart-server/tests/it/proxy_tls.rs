@@ -367,6 +367,20 @@ async fn anonymous_navigation_is_sent_to_login_and_api_calls_get_401() {
     assert_eq!(denied["actor"]["email"], ADMIN, "{events}");
     assert_eq!(denied["details"]["rule"], "closed");
     assert_eq!(denied["details"]["path"], "/closed/x");
+    // Other paths under the same rule within the minute: refused, not audited again (a caller
+    // cycling through paths cannot write an event per request).
+    for path in ["/closed/y", "/closed/z"] {
+        let r = c.get(f.rampart.url(path)).header("cookie", &f.cookie).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    let r = c
+        .get(f.rampart.url("/api/admin/audit?event=access_denied"))
+        .header("cookie", &f.cookie)
+        .send()
+        .await
+        .unwrap();
+    let events = json_of(r).await;
+    assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "{events}");
     f.stop.cancel();
 }
 
