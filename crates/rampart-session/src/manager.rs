@@ -324,6 +324,36 @@ impl SessionManager {
         Ok(list)
     }
 
+    /// The store key of a session created by this manager (under the current key).
+    pub fn key_of(&self, id: &SessionId) -> StoreKey {
+        StoreKey::derive(&self.inner.keyring, id)
+    }
+
+    /// Keeps at most `max` live sessions for the user: revokes the least recently used beyond
+    /// that, never the one under `keep` (typically the session just created), and returns the
+    /// revoked records. Run after a login, it bounds how many sessions one account can hold,
+    /// so a user logging in over and over cannot fill a store shared by everyone.
+    pub async fn trim_for_user(
+        &self,
+        user_id: &str,
+        max: usize,
+        keep: &StoreKey,
+    ) -> Result<Vec<SessionRecord>> {
+        let list = self.list_for_user(user_id).await?;
+        if list.len() <= max {
+            return Ok(Vec::new());
+        }
+        // Most recently used first: the kept session takes one place, the others fill the rest.
+        let others = list.into_iter().filter(|(k, _)| k != keep);
+        let mut revoked = Vec::new();
+        for (key, record) in others.skip(max.saturating_sub(1)) {
+            if self.inner.store.delete(&key).await? {
+                revoked.push(record);
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Revokes the user's session with `handle`, or with `None` all of the user's sessions;
     /// in both cases never the one under `except` (typically the caller's own). Returns how
     /// many were revoked.

@@ -199,6 +199,8 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     /// Memory store capacity.
     pub memory_capacity: usize,
+    /// Most live sessions one user keeps; a login beyond it ends the least recently used.
+    pub max_per_user: usize,
     /// `SameSite=Strict` instead of Lax.
     pub same_site_strict: bool,
     /// Persistent cookie lifetime.

@@ -60,6 +60,10 @@ pub const SETTINGS: &[Setting] = &[
     s("session_idle_timeout", "sessions end after this long unused (default 30m)"),
     s("session_absolute_timeout", "sessions end this long after login (default 12h)"),
     s("session_memory_capacity", "most sessions the memory store holds (default 100000)"),
+    s(
+        "session_max_per_user",
+        "most live sessions per user; a new login ends the least recently used (default 50)",
+    ),
     s("session_cookie_same_site", "`lax` (default) or `strict`"),
     s(
         "session_cookie_max_age",

@@ -198,6 +198,7 @@ impl Config {
             idle_timeout,
             absolute_timeout,
             memory_capacity: r.num("session_memory_capacity", 100_000)?,
+            max_per_user: r.num("session_max_per_user", 50)?,
             same_site_strict: r.parsed(
                 "session_cookie_same_site",
                 false,
@@ -212,6 +213,9 @@ impl Config {
             touch_interval: r.dur("session_touch_interval", Duration::from_secs(60))?,
             store_timeout: r.dur("session_store_timeout", Duration::from_secs(1))?,
         };
+        if session.max_per_user == 0 {
+            return Err(ConfigError::new("RAMPART_SESSION_MAX_PER_USER", "must be at least 1"));
+        }
         if session.store == Some(SessionStoreKind::Redis) && redis_url.is_none() {
             return Err(ConfigError::new(
                 "RAMPART_SESSION_STORE",
@@ -516,6 +520,7 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
         ("session_idle_timeout", d(c.session.idle_timeout)),
         ("session_absolute_timeout", d(c.session.absolute_timeout)),
         ("session_memory_capacity", c.session.memory_capacity.to_string()),
+        ("session_max_per_user", c.session.max_per_user.to_string()),
         (
             "session_cookie_same_site",
             if c.session.same_site_strict { "strict" } else { "lax" }.into(),

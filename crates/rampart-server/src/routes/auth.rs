@@ -193,7 +193,42 @@ pub async fn start_session(
                 .with(json!({"method": method})),
         )
         .await?;
+    trim_sessions(state, meta, user, &id).await;
     Ok((id, record))
+}
+
+/// Ends the user's least recently used sessions beyond `RAMPART_SESSION_MAX_PER_USER`, never
+/// the new one. A store error is logged: the login itself has succeeded.
+async fn trim_sessions(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &User,
+    new: &rampart_session::SessionId,
+) {
+    let max = state.config.session.max_per_user;
+    let keep = state.sessions.key_of(new);
+    match state.sessions.trim_for_user(&user.id, max, &keep).await {
+        Ok(revoked) if revoked.is_empty() => {}
+        Ok(revoked) => {
+            let handles: Vec<&str> = revoked.iter().map(|r| r.handle.as_str()).collect();
+            state
+                .audit(
+                    meta,
+                    NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
+                        .user(&user.id)
+                        .with(json!({
+                            "reason": "session_limit",
+                            "revoked": revoked.len(),
+                            "sessions": handles,
+                            "limit": max,
+                        })),
+                )
+                .await;
+        }
+        Err(e) => {
+            tracing::warn!(error = %crate::error::ErrorChain(&e), "could not trim the user's sessions");
+        }
+    }
 }
 
 /// Maps a session store error.

@@ -681,3 +681,38 @@ async fn users_list_and_revoke_their_own_sessions_only() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["id"], h1.as_str());
 }
+
+#[tokio::test]
+async fn a_login_beyond_the_per_user_limit_ends_the_least_recently_used_session() {
+    for store in ["memory", "sql"] {
+        let s = Server::start(&env(&[
+            ("RAMPART_SESSION_STORE", store),
+            ("RAMPART_SESSION_MAX_PER_USER", "2"),
+        ]));
+        let api = Api::new(&s);
+        api.setup().await;
+        // Last use is recorded at the touch interval; within it, the oldest login is the least
+        // recently used (the order by use is covered by the session manager's unit tests).
+        let first = api.login(ADMIN).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second = api.login(ADMIN).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let third = api.login(ADMIN).await;
+        assert_eq!(
+            api.get("/api/auth/me", Some(&first)).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{store}: the least recently used session ends"
+        );
+        for (name, who) in [("second", &second), ("third", &third)] {
+            let status = api.get("/api/auth/me", Some(who)).await.status();
+            assert_eq!(status, StatusCode::OK, "{store}: the {name} session stays");
+        }
+        let revoked = api.audit(&third, "sessions_revoked").await;
+        let ours: Vec<&Value> =
+            revoked.iter().filter(|e| e["details"]["reason"] == "session_limit").collect();
+        assert_eq!(ours.len(), 1, "{store}: {revoked:?}");
+        assert_eq!(ours[0]["details"]["revoked"], 1);
+        assert_eq!(ours[0]["details"]["limit"], 2);
+        assert_eq!(ours[0]["details"]["sessions"].as_array().map(Vec::len), Some(1));
+    }
+}

@@ -327,3 +327,34 @@ fn debug_never_shows_the_id_or_keys() {
     let shown = format!("{m:?}");
     assert!(shown.contains("SessionManager") && !shown.contains("keyring"), "{shown}");
 }
+
+#[tokio::test]
+async fn trim_for_user_keeps_the_new_session_and_the_most_recently_used() {
+    let (m, _, clock) = setup();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(m.create("alice", None, None, "password").await.unwrap().0);
+        clock.advance(minutes(2));
+    }
+    let (bob, _) = m.create("bob", None, None, "password").await.unwrap();
+    // The oldest session was used most recently: it stays, the next oldest go.
+    active(&m, &ids[0]).await;
+    let newest = m.key_of(&ids[4]);
+    assert!(m.trim_for_user("alice", 5, &newest).await.unwrap().is_empty(), "at the limit");
+    let revoked = m.trim_for_user("alice", 3, &newest).await.unwrap();
+    assert_eq!(revoked.len(), 2);
+    let left: Vec<StoreKey> =
+        m.list_for_user("alice").await.unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left.len(), 3);
+    for kept in [0, 3, 4] {
+        assert!(left.contains(&m.key_of(&ids[kept])), "session {kept} was revoked");
+    }
+    for gone in [1, 2] {
+        assert_eq!(m.load(&ids[gone]).await.unwrap(), LoadOutcome::Unknown, "session {gone}");
+    }
+    // A limit of one keeps only the session named, whatever was used last.
+    assert_eq!(m.trim_for_user("alice", 1, &newest).await.unwrap().len(), 2);
+    assert_eq!(m.list_for_user("alice").await.unwrap().len(), 1);
+    active(&m, &ids[4]).await;
+    active(&m, &bob).await;
+}
