@@ -232,6 +232,15 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
+    /// How many keys exist.
+    pub async fn count_api_keys(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys")
+            .fetch_one(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        get_i64(&row, "n")
+    }
+
     /// How many keys are hashed under a master key other than `key_id`.
     pub async fn count_api_keys_not_hashed_with(&self, key_id: &str) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE hash_key_id <> $1")

@@ -250,6 +250,8 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Header read timeout.
     pub header_read_timeout: Duration,
+    /// Most API keys that may exist at once.
+    pub api_key_limit: usize,
 }
 
 /// CSRF settings.

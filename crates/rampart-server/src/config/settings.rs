@@ -87,6 +87,7 @@ pub const SETTINGS: &[Setting] = &[
     s("hash_concurrency", "password hashes computed at once (default: half the CPUs, at least 1)"),
     s("hash_queue", "password hashes waiting before new ones are refused (default 64)"),
     s("signup", "`closed` (default) or `open`"),
+    s("api_key_limit", "most API keys that may exist at once (default 1000)"),
     s("body_limit", "largest API request body in bytes (default 65536)"),
     s("request_timeout", "longest a request may take (default 30s)"),
     s("header_read_timeout", "longest a client may take to send its headers (default 10s)"),

@@ -292,6 +292,9 @@ impl Config {
                 ));
             }
         }
+        if r.num("api_key_limit", 1000_usize)? == 0 {
+            return Err(ConfigError::new("RAMPART_API_KEY_LIMIT", "must be at least 1"));
+        }
         Ok(Config {
             env,
             listen,
@@ -338,6 +341,7 @@ impl Config {
                 body_limit: r.num("body_limit", 64 * 1024)?,
                 request_timeout: r.dur("request_timeout", Duration::from_secs(30))?,
                 header_read_timeout: r.dur("header_read_timeout", Duration::from_secs(10))?,
+                api_key_limit: r.num("api_key_limit", 1000)?,
             },
             csrf: CsrfSettings {
                 public_origin: csrf_origin,
@@ -541,6 +545,7 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
         ("hash_concurrency", c.password.hash_concurrency.to_string()),
         ("hash_queue", c.password.hash_queue.to_string()),
         ("signup", if c.signup_open { "open" } else { "closed" }.into()),
+        ("api_key_limit", c.limits.api_key_limit.to_string()),
         ("body_limit", c.limits.body_limit.to_string()),
         ("request_timeout", d(c.limits.request_timeout)),
         ("header_read_timeout", d(c.limits.header_read_timeout)),

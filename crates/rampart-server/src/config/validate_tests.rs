@@ -199,3 +199,19 @@ fn password_hashing_gets_half_the_cpus_by_default() {
     let err = Config::from_raw(&raw(&[("RAMPART_HASH_CONCURRENCY", "0")])).unwrap_err();
     assert!(err.to_string().contains("RAMPART_HASH_CONCURRENCY"), "{err}");
 }
+
+#[test]
+fn per_user_session_and_api_key_limits_default_and_refuse_zero() {
+    let c = Config::from_raw(&RawValues::default()).unwrap();
+    assert_eq!((c.session.max_per_user, c.limits.api_key_limit), (50, 1000));
+    let c = Config::from_raw(&raw(&[
+        ("RAMPART_SESSION_MAX_PER_USER", "3"),
+        ("RAMPART_API_KEY_LIMIT", "7"),
+    ]))
+    .unwrap();
+    assert_eq!((c.session.max_per_user, c.limits.api_key_limit), (3, 7));
+    for name in ["RAMPART_SESSION_MAX_PER_USER", "RAMPART_API_KEY_LIMIT"] {
+        let err = Config::from_raw(&raw(&[(name, "0")])).unwrap_err();
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}

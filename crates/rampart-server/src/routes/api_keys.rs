@@ -67,6 +67,17 @@ async fn create(
             "expires_in_days must be between 1 and {MAX_EXPIRES_IN_DAYS}"
         )));
     }
+    // Bounds the table and every listing. Checked before the insert, so creations racing each
+    // other may pass the limit by as many as run at once; it is a bound, not a quota.
+    let limit = state.config.limits.api_key_limit;
+    let count = state.db.count_api_keys().await.map_err(|e| store_error(&e))?;
+    if usize::try_from(count).unwrap_or(usize::MAX) >= limit {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "api_key_limit",
+            format!("at most {limit} API keys may exist; delete one first"),
+        ));
+    }
     let now = state.clock.now();
     let expires_at =
         body.expires_in_days.map(|d| now + std::time::Duration::from_secs(u64::from(d) * 86_400));

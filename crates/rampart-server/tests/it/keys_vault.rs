@@ -810,3 +810,23 @@ async fn pseudonyms_are_admin_only_stable_across_restarts_and_differ_across_purp
     let (code, _, err) = run(dir.path(), &["pseudonymize", "--purpose", "x"], &same);
     assert_eq!(code, 2, "the master key is refused: {err}");
 }
+
+#[tokio::test]
+async fn no_more_api_keys_than_the_limit_exist_and_a_deletion_frees_a_place() {
+    let s = Server::start(&env(&[("RAMPART_API_KEY_LIMIT", "2")]));
+    let api = Api::new(&s);
+    let (admin, _user) = api.setup().await;
+    let first = api.new_key(As::Session(&admin), "one").await;
+    api.new_key(As::Session(&admin), "two").await;
+    let third = Some(json!({"name": "three"}));
+    assert_eq!(
+        api.status(Method::POST, "/api/keys", As::Session(&admin), third.clone()).await,
+        (409, "api_key_limit".into())
+    );
+    let (_, listed) = api.json(Method::GET, "/api/keys", As::Session(&admin), None).await;
+    assert_eq!(listed["keys"].as_array().map(Vec::len), Some(2), "{listed}");
+    let path = format!("/api/keys/{}", first["id"].as_str().unwrap());
+    assert_eq!(api.status(Method::DELETE, &path, As::Session(&admin), None).await.0, 204);
+    let r = api.send(Method::POST, "/api/keys", As::Session(&admin), third).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
