@@ -392,3 +392,28 @@ fn policy_names_are_escaped_structured_strings() {
     assert_eq!(sf_string(r#"a"b\c"#), r#""a\"b\\c""#);
     assert_eq!(sf_string("é\n"), r#""__""#);
 }
+
+#[tokio::test]
+async fn route_budgets_follow_the_route_template_never_the_raw_path() {
+    let (store, _) = store();
+    let mut per_route = rule("items", vec![], "/", &["1/60s"]);
+    per_route.key = KeyKind::RouteAnd(Box::new(KeyKind::ClientIp));
+    let app = axum::Router::new()
+        .route("/items/{id}", axum::routing::get(|| async { "item" }))
+        .route("/other", axum::routing::get(|| async { "other" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "none") })
+        .layer(RateLimitLayer::new(store.clone(), vec![per_route]));
+    let status = |path: &'static str| {
+        let app = app.clone();
+        async move { app.oneshot(request(Method::GET, path, "203.0.113.7")).await.unwrap().status() }
+    };
+    assert_eq!(status("/items/1").await, StatusCode::OK);
+    assert_eq!(status("/items/2").await, StatusCode::TOO_MANY_REQUESTS, "same route, other path");
+    assert_eq!(status("/other").await, StatusCode::OK, "another route has its own budget");
+    // Paths no route matches share the rule's budget: new paths mint no new keys.
+    assert_eq!(status("/nothing/1").await, StatusCode::NOT_FOUND);
+    for path in ["/nothing/2", "/nothing/3", "/elsewhere"] {
+        assert_eq!(status(path).await, StatusCode::TOO_MANY_REQUESTS, "{path}");
+    }
+    assert_eq!(store.len(), 3, "one key per route template and one for unmatched paths");
+}

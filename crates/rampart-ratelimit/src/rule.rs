@@ -30,14 +30,14 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, MatchedPath};
 use http::{Method, Request};
 use rampart_core::ClientIp;
 use serde::{Deserialize, Serialize};
 
 use crate::{Quota, RateLimitConfigError};
 
-/// The longest path kept in a `route+…` key.
+/// The longest route kept in a `route+…` key.
 const MAX_ROUTE_LEN: usize = 256;
 
 /// Who a request is, as far as rate limiting cares. Inserted into the request extensions by
@@ -64,7 +64,10 @@ pub enum KeyKind {
     /// The API key id; falls back to the client address.
     #[serde(alias = "api_key_id")]
     ApiKeyId,
-    /// The method and path together with another key: a separate budget per route.
+    /// The method and route together with another key: a separate budget per route. The route
+    /// is the matched route template (`/api/keys/{id}`), or the rule's `path_prefix` where no
+    /// route matched (paths proxied upstream, a layer outside the router); never the raw path,
+    /// which a client could vary to get fresh budgets and fill the store.
     #[serde(alias = "route_and")]
     RouteAnd(Box<KeyKind>),
 }
@@ -186,7 +189,7 @@ impl Rule {
 
     /// The store key for this rule and request: `rl:{name}:{kind}:{value}`.
     pub fn key_for<B>(&self, req: &Request<B>) -> String {
-        let (kind, value) = resolve(&self.key, req);
+        let (kind, value) = resolve(&self.key, &self.path_prefix, req);
         format!("rl:{}:{kind}:{value}", self.name)
     }
 }
@@ -195,7 +198,7 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
 }
 
-fn resolve<B>(kind: &KeyKind, req: &Request<B>) -> (String, String) {
+fn resolve<B>(kind: &KeyKind, prefix: &str, req: &Request<B>) -> (String, String) {
     let subject = req.extensions().get::<RateLimitSubject>();
     let by_ip = || ("ip".to_owned(), client_ip_value(req));
     match kind {
@@ -209,9 +212,10 @@ fn resolve<B>(kind: &KeyKind, req: &Request<B>) -> (String, String) {
             None => by_ip(),
         },
         KeyKind::RouteAnd(inner) => {
-            let (kind, value) = resolve(inner, req);
-            let path = truncate(req.uri().path(), MAX_ROUTE_LEN);
-            (format!("route+{kind}"), format!("{} {path}|{value}", req.method()))
+            let (kind, value) = resolve(inner, prefix, req);
+            let route = req.extensions().get::<MatchedPath>().map_or(prefix, MatchedPath::as_str);
+            let route = truncate(route, MAX_ROUTE_LEN);
+            (format!("route+{kind}"), format!("{} {route}|{value}", req.method()))
         }
     }
 }
@@ -304,11 +308,12 @@ mod tests {
             (KeyKind::ApiKeyId, &anon, "rl:r:ip:203.0.113.7"),
             (KeyKind::UserId, &user, "rl:r:user:u42"),
             (KeyKind::ApiKeyId, &user, "rl:r:apikey:k7"),
-            (KeyKind::RouteAnd(Box::new(KeyKind::UserId)), &user, "rl:r:route+user:POST /x/y|u42"),
+            // No route matched (a bare request): the rule's prefix, never the path asked for.
+            (KeyKind::RouteAnd(Box::new(KeyKind::UserId)), &user, "rl:r:route+user:POST /|u42"),
             (
                 KeyKind::RouteAnd(Box::new(KeyKind::UserId)),
                 &anon,
-                "rl:r:route+ip:POST /x|203.0.113.7",
+                "rl:r:route+ip:POST /|203.0.113.7",
             ),
         ];
         for (kind, r, want) in cases {
