@@ -40,7 +40,7 @@ pub struct SecurityHeadersConfig {
     pub no_store_prefixes: Vec<String>,
     pub(super) hsts_value: HeaderValue,
     pub(super) referrer_policy: Option<HeaderValue>,
-    pub(super) html_csp: Option<String>,
+    pub(super) html_csp: Option<CspTemplate>,
     pub(super) other_csp: Option<HeaderValue>,
     pub(super) fixed: Vec<(HeaderName, HeaderValue)>,
 }
@@ -67,7 +67,7 @@ impl SecurityHeadersConfig {
             no_store_prefixes: vec!["/api/auth".to_owned()],
             hsts_value: HeaderValue::from_static(HSTS_VALUE),
             referrer_policy: Some(HeaderValue::from_static("strict-origin-when-cross-origin")),
-            html_csp: Some(HTML_CSP.to_owned()),
+            html_csp: Some(CspTemplate::new(HTML_CSP)),
             other_csp: Some(HeaderValue::from_static(DEFAULT_CSP)),
             fixed: fixed.into_iter().map(|(n, v)| (n, HeaderValue::from_static(v))).collect(),
         }
@@ -130,7 +130,7 @@ impl SecurityHeadersConfig {
         if HeaderValue::from_str(&template.replace(NONCE_PLACEHOLDER, "n")).is_err() {
             return Err(ProtectError::InvalidCspTemplate { reason: "not a valid header value" });
         }
-        self.html_csp = Some(template.to_owned());
+        self.html_csp = Some(CspTemplate::new(template));
         Ok(self)
     }
 
@@ -172,8 +172,38 @@ impl SecurityHeadersConfig {
 
     /// The HTML policy for `nonce`, if one is configured.
     pub(super) fn html_csp_for(&self, nonce: &str) -> Option<HeaderValue> {
-        let text = self.html_csp.as_ref()?.replace(NONCE_PLACEHOLDER, nonce);
-        // The template was validated; a nonce is base64url. Fall back to the strictest policy.
-        Some(HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(DEFAULT_CSP)))
+        let text = self.html_csp.as_ref()?.fill(nonce);
+        // The template was validated; a nonce is base64url unless a handler set its own text.
+        // Fall back to the strictest policy.
+        Some(HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static(DEFAULT_CSP)))
+    }
+}
+
+/// An HTML policy cut at its `{nonce}` placeholders once, so each response only joins the
+/// pieces around its nonce.
+#[derive(Debug, Clone)]
+pub(super) struct CspTemplate {
+    pieces: Vec<String>,
+    fixed_len: usize,
+}
+
+impl CspTemplate {
+    fn new(template: &str) -> Self {
+        let pieces: Vec<String> = template.split(NONCE_PLACEHOLDER).map(str::to_owned).collect();
+        let fixed_len = pieces.iter().map(String::len).sum();
+        Self { pieces, fixed_len }
+    }
+
+    /// The policy text with `nonce` in every placeholder.
+    fn fill(&self, nonce: &str) -> String {
+        let holes = self.pieces.len().saturating_sub(1);
+        let mut out = String::with_capacity(self.fixed_len + holes * nonce.len());
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if i > 0 {
+                out.push_str(nonce);
+            }
+            out.push_str(piece);
+        }
+        out
     }
 }

@@ -85,6 +85,16 @@ async fn permissions_policy_denies_powerful_features() {
 }
 
 #[tokio::test]
+async fn a_custom_template_gets_the_nonce_in_every_placeholder_wherever_it_stands() {
+    let template = "{nonce}script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'{nonce}";
+    let config = SecurityHeadersConfig::strict().with_html_csp(template).unwrap();
+    let (h, nonce) = get(config, "/page.html").await;
+    let csp = header(&h, "content-security-policy").unwrap();
+    assert_eq!(csp, template.replace("{nonce}", &nonce));
+    assert_eq!(csp.matches(nonce.as_str()).count(), 4, "{csp}");
+}
+
+#[tokio::test]
 async fn html_gets_a_fresh_nonce_that_the_handler_saw() {
     let (h1, nonce1) = get(SecurityHeadersConfig::strict(), "/page.html").await;
     let (h2, nonce2) = get(SecurityHeadersConfig::strict(), "/page.html").await;

@@ -60,17 +60,20 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .and_then(acceptable_inbound)
         .unwrap_or_else(|| rampart_core::token::random_id(16));
     let client_ip = client_ip_of(&state, peer, req.headers());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    let header = HeaderValue::from_str(&id).ok();
+    if let Some(v) = &header {
+        req.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(client_ip);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // A shared handle on the URI, not a copy of the path: the access line below is only
+    // formatted when its level is on.
+    let uri = req.uri().clone();
 
     let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req)).await;
 
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = header {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     let status = res.status().as_u16();
@@ -78,7 +81,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     tracing::info!(
         target: "rampart::access",
         %method,
-        path = %crate::http::loggable_path(&path),
+        path = %crate::http::loggable_path(uri.path()),
         status,
         latency_ms,
         request_id = %id,
