@@ -63,7 +63,7 @@ pub use layer::{RateLimit, RateLimitLayer, RateLimited, RATELIMIT, RATELIMIT_POL
 pub use memory::{MemoryRateLimitStore, DEFAULT_CAPACITY};
 pub use quota::Quota;
 pub use regulation::{
-    BanState, FailureCount, LockScope, Locked, LoginRegulator, MemoryRegulationStore,
+    Attempt, BanState, FailureCount, LockScope, Locked, LoginRegulator, MemoryRegulationStore,
     RegulationConfig, RegulationStore,
 };
 pub use rule::{KeyKind, RateLimitSubject, Rule};

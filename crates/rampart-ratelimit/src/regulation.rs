@@ -2,10 +2,17 @@
 //! address that sprays failures across accounts.
 //!
 //! ```text
-//! before verifying:   regulator.check(account_key, ip)?      // Locked -> refuse, even if right
-//! wrong password:     regulator.record_failure(account_key, ip)
+//! before verifying:   let attempt = regulator.begin(account_key, ip)?  // Locked -> refuse
+//! wrong password:     regulator.fail(account_key, ip, attempt)
 //! right password:     regulator.record_success(account_key)
 //! ```
+//!
+//! [`LoginRegulator::begin`] counts the attempt *before* the password is verified, so guesses
+//! sent at the same moment cannot all pass a check that none of them has counted yet: of any
+//! number of concurrent attempts on one account, at most `max_failures` are verified before the
+//! ban. A right password clears the count, the reserved places of attempts still in flight
+//! included. [`LoginRegulator::check`] and [`LoginRegulator::record_failure`] are the same
+//! policy for callers that verify one attempt at a time.
 //!
 //! # Semantics (defaults of [`RegulationConfig`])
 //! - **Per account**: `max_failures` (5) consecutive failures within `window` (15 min, counted
@@ -183,6 +190,14 @@ pub struct Locked {
     pub scope: LockScope,
 }
 
+/// A login attempt counted by [`LoginRegulator::begin`], to hand to
+/// [`LoginRegulator::fail`] when the password turns out wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a wrong password must be reported with `fail`"]
+pub struct Attempt {
+    counted: u32,
+}
+
 /// Regulates login attempts. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct LoginRegulator {
@@ -234,12 +249,64 @@ impl LoginRegulator {
         }
     }
 
-    /// Records a wrong password (or unknown account). Returns the lock now in force, if any,
-    /// so the caller can audit a ban as it starts.
+    /// [`check`](Self::check), then counts the attempt as a failure before anything is
+    /// verified. Refused when the attempts already counted for the account fill its allowance
+    /// (other attempts are being verified right now): the ban that follows is not written yet,
+    /// so the refusal names the ban the account is heading for. An attempt that ends with
+    /// neither [`fail`](Self::fail) nor [`record_success`](Self::record_success) (an error
+    /// before the verification finished) stays counted as a failure: the safe side.
+    pub async fn begin(&self, account_key: &str, ip: IpAddr) -> Result<Attempt, Locked> {
+        self.check(account_key, ip).await?;
+        let c = &self.config;
+        let counted = match self.store.incr_failure(&fail_key(account_key), c.window).await {
+            Ok(n) => n.count,
+            Err(error) => {
+                tracing::warn!(error = %error, "login regulation store failed; refusing the attempt");
+                return Err(Locked {
+                    retry_after: UNAVAILABLE_RETRY,
+                    scope: LockScope::Unavailable,
+                });
+            }
+        };
+        if counted > c.max_failures {
+            let level =
+                self.store.ban(&ban_key(account_key)).await.ok().flatten().map_or(0, |b| b.level);
+            return Err(Locked { retry_after: c.ban_duration(level), scope: LockScope::Account });
+        }
+        Ok(Attempt { counted })
+    }
+
+    /// Records a wrong password (or unknown account) for an attempt counted by
+    /// [`begin`](Self::begin). Returns the lock now in force, if any, so the caller can audit a
+    /// ban as it starts.
+    pub async fn fail(
+        &self,
+        account_key: &str,
+        ip: IpAddr,
+        attempt: Attempt,
+    ) -> Result<Option<Locked>, RateLimitError> {
+        self.settle_failure(account_key, ip, Some(attempt.counted)).await
+    }
+
+    /// Records a wrong password (or unknown account) of an attempt checked with
+    /// [`check`](Self::check) and not counted yet. Returns the lock now in force, if any, so
+    /// the caller can audit a ban as it starts.
     pub async fn record_failure(
         &self,
         account_key: &str,
         ip: IpAddr,
+    ) -> Result<Option<Locked>, RateLimitError> {
+        self.settle_failure(account_key, ip, None).await
+    }
+
+    /// Counts the failure against the address, and against the account unless `counted`
+    /// (the account's count when [`begin`](Self::begin) counted it); starts a ban when the
+    /// count reaches the threshold.
+    async fn settle_failure(
+        &self,
+        account_key: &str,
+        ip: IpAddr,
+        counted: Option<u32>,
     ) -> Result<Option<Locked>, RateLimitError> {
         let c = &self.config;
         let ip_count = self.store.incr_failure(&ip_key(ip), c.ip_window).await?;
@@ -253,8 +320,11 @@ impl LoginRegulator {
             return Ok(longer(Some(account), address));
         }
         let fail_key = fail_key(account_key);
-        let failures = self.store.incr_failure(&fail_key, c.window).await?;
-        if failures.count < c.max_failures {
+        let count = match counted {
+            Some(n) => n,
+            None => self.store.incr_failure(&fail_key, c.window).await?.count,
+        };
+        if count < c.max_failures {
             return Ok(address);
         }
         let level = ban.map_or(0, |b| b.level);

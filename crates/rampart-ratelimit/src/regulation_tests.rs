@@ -214,3 +214,62 @@ async fn memory_store_stays_bounded() {
     }
     assert_eq!(store.evictions(), 450);
 }
+
+#[tokio::test]
+async fn concurrent_attempts_are_counted_before_verifying_so_only_five_are_verified() {
+    let (r, _, _) = setup();
+    // Eight guesses arrive together: each is counted before any is verified.
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        match r.begin("acct", ip(IP)).await {
+            Ok(attempt) => admitted.push(attempt),
+            Err(locked) => {
+                assert_eq!(locked.scope, LockScope::Account);
+                assert_eq!(locked.retry_after, Duration::from_secs(60), "the ban ahead");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((admitted.len(), refused), (5, 3));
+    // All five were wrong: the fifth to be counted starts the ban, whatever order they end in.
+    let mut started = None;
+    for attempt in admitted.into_iter().rev() {
+        if let Some(locked) = r.fail("acct", ip(IP), attempt).await.unwrap() {
+            started.get_or_insert(locked);
+        }
+    }
+    assert_eq!(started.map(|l| l.scope), Some(LockScope::Account));
+    assert_eq!(r.begin("acct", ip(IP)).await.unwrap_err().scope, LockScope::Account);
+    assert!(r.begin("other", ip("192.0.2.1")).await.is_ok(), "other accounts are unaffected");
+}
+
+#[tokio::test]
+async fn a_right_password_frees_the_places_of_attempts_in_flight() {
+    let (r, clock, _) = setup();
+    let attempts: Vec<Attempt> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(r.begin("acct", ip(IP)).await.unwrap());
+        }
+        v
+    };
+    assert!(r.begin("acct", ip(IP)).await.is_err(), "all five places are taken");
+    r.record_success("acct").await.unwrap();
+    // The four wrong ones still report; none of them starts a ban.
+    for attempt in attempts.into_iter().take(4) {
+        assert_eq!(r.fail("acct", ip(IP), attempt).await.unwrap(), None);
+    }
+    assert!(r.begin("acct", ip(IP)).await.is_ok());
+    // Counted attempts expire with the window like failures.
+    advance(&clock, 15 * 60);
+    for _ in 0..5 {
+        let _ = r.begin("acct", ip(IP)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn begin_fails_closed_when_the_store_fails() {
+    let r = LoginRegulator::new(Arc::new(Down), RegulationConfig::default());
+    assert_eq!(r.begin("acct", ip(IP)).await.unwrap_err().scope, LockScope::Unavailable);
+}

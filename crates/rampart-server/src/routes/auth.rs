@@ -70,33 +70,10 @@ pub async fn check_password(
     password: &SecretString,
 ) -> ApiResult<PasswordCheck> {
     let account = state.account_key(email);
-    if let Err(locked) = state.regulator.check(&account, meta.ip).await {
-        let secs = locked.retry_after.as_secs().max(1);
-        if locked.scope == LockScope::Unavailable {
-            // The counters' store is down: refused (fail closed), but it is an outage, not a
-            // lockout, so it is neither answered nor audited as one.
-            return Err(ApiError::unavailable(
-                "rate_limit_store_unavailable",
-                "login attempts cannot be counted right now; retry shortly",
-            )
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
-        }
-        state.metrics.login("locked");
-        state
-            .audit_required(
-                meta,
-                NewEvent::new(EventKind::LoginLocked, Outcome::Denied)
-                    .with(json!({"email": truncate_email(email), "retry_after": secs})),
-            )
-            .await?;
-        let err = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login_locked",
-            "too many failed logins; try again later",
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
-        return Ok(PasswordCheck::Locked(err));
-    }
+    let attempt = match state.regulator.begin(&account, meta.ip).await {
+        Ok(attempt) => attempt,
+        Err(locked) => return locked_out(state, meta, email, locked).await,
+    };
     let found = state.db.user_by_email(email).await.map_err(|e| crate::error::store_error(&e))?;
     let verified = match &found {
         None => {
@@ -133,7 +110,7 @@ pub async fn check_password(
         }
         (found, _) => {
             state.metrics.login("failure");
-            if let Err(e) = state.regulator.record_failure(&account, meta.ip).await {
+            if let Err(e) = state.regulator.fail(&account, meta.ip, attempt).await {
                 tracing::warn!(error = %e, "could not count a login failure");
             }
             let user = found.map(|u| u.user);
@@ -150,6 +127,41 @@ pub async fn check_password(
             Ok(PasswordCheck::Failed(user))
         }
     }
+}
+
+/// The answer to an attempt the regulator refused before verifying anything: 429
+/// `login_locked` (audited), or 503 when the counters' store is down.
+async fn locked_out(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &str,
+    locked: rampart_ratelimit::Locked,
+) -> ApiResult<PasswordCheck> {
+    let secs = locked.retry_after.as_secs().max(1);
+    if locked.scope == LockScope::Unavailable {
+        // The counters' store is down: refused (fail closed), but it is an outage, not a
+        // lockout, so it is neither answered nor audited as one.
+        return Err(ApiError::unavailable(
+            "rate_limit_store_unavailable",
+            "login attempts cannot be counted right now; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
+    }
+    state.metrics.login("locked");
+    state
+        .audit_required(
+            meta,
+            NewEvent::new(EventKind::LoginLocked, Outcome::Denied)
+                .with(json!({"email": truncate_email(email), "retry_after": secs})),
+        )
+        .await?;
+    let err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login_locked",
+        "too many failed logins; try again later",
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+    Ok(PasswordCheck::Locked(err))
 }
 
 fn truncate_email(email: &str) -> String {

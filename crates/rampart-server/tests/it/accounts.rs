@@ -792,6 +792,42 @@ async fn login_after_ban(s: &Server, email: &str, password: &str, wait: u64) -> 
 }
 
 #[tokio::test]
+async fn guesses_sent_at_once_get_no_more_verifications_than_the_failure_limit() {
+    // Different client addresses, so the per-address lock stays out of the way.
+    let s = start(&[("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32"), ("RAMPART_LOGIN_BAN", "60s")]);
+    setup_admin(&s).await;
+    let url = format!("{}/api/auth/login", s.base);
+    let guesses = (0..24).map(|i| {
+        let (url, origin) = (url.clone(), s.base.clone());
+        tokio::spawn(async move {
+            let r = bare_client()
+                .post(url)
+                .header("origin", origin)
+                .header("x-forwarded-for", format!("198.51.100.{i}"))
+                .json(&json!({"email": ADMIN, "password": format!("wrong-guess-{i}-xyz")}))
+                .send()
+                .await
+                .unwrap();
+            Resp::read(r).await
+        })
+    });
+    let mut verified = 0;
+    for guess in guesses.collect::<Vec<_>>() {
+        let r = guess.await.unwrap();
+        match r.status {
+            401 => verified += 1,
+            429 => assert_eq!(error_code(&r.json()), "login_locked", "{}", r.text),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+    }
+    // Five (the default limit) are verified; every other guess is refused unchecked, even
+    // though all of them passed the lock check before the first failure was recorded.
+    assert_eq!(verified, 5);
+    let r = Agent::new(&s).login(ADMIN, ADMIN_PW).await;
+    assert!(retry_after(&r) > 0, "the account is banned");
+}
+
+#[tokio::test]
 async fn repeated_failures_lock_an_account_even_against_the_right_password() {
     let s = start(&[("RAMPART_LOGIN_MAX_FAILURES", "3"), ("RAMPART_LOGIN_BAN", "2s")]);
     setup_admin(&s).await;
