@@ -166,6 +166,14 @@ impl Config {
             Some(v) => TrustedProxies::parse_list(&v)
                 .map_err(|e| ConfigError::new("RAMPART_TRUSTED_PROXIES", e.to_string()))?,
         };
+        // Trusting every address lets any client name its own address (dodging per-address
+        // limits and locks, forging the audit trail) and its own forward-auth request.
+        if prod && trusted_proxies.nets().iter().any(|n| n.prefix_len() == 0) {
+            return Err(ConfigError::new(
+                "RAMPART_TRUSTED_PROXIES",
+                "a /0 network trusts every client's forwarding headers; list the proxies' addresses",
+            ));
+        }
         let log_format = r.parsed(
             "log_format",
             if prod { LogFormat::Json } else { LogFormat::Pretty },

@@ -53,6 +53,10 @@ fn production_refuses_http_origin_insecure_switches_and_unknown_settings() {
         &prod_env(&[("RAMPART_INSECURE_DISABLE_CSRF", "true")]),
         "RAMPART_INSECURE_DISABLE_CSRF",
     );
+    for everyone in ["0.0.0.0/0", "10.0.0.1,::/0"] {
+        let env = prod_env(&[("RAMPART_TRUSTED_PROXIES", everyone)]);
+        refused(dir.path(), &env, "RAMPART_TRUSTED_PROXIES");
+    }
     refused(
         dir.path(),
         &prod_env(&[("RAMPART_INSECURE_DISABLE_RATE_LIMIT", "on")]),
