@@ -139,8 +139,10 @@ async fn update_user(
         .await
         .map_err(|e| crate::error::store_error(&e))?
         .ok_or_else(ApiError::not_found)?;
-    if role_changes || disabled_changes {
-        // The role is cached in the user's sessions: end them all at once.
+    // The role is cached in the user's sessions: end them all. Whenever a role is set or the
+    // account disabled, changed or not, so a request retried after the session store failed
+    // (the database already holding the new values) still ends the sessions.
+    if patch.role.is_some() || patch.disabled == Some(true) {
         let revoked =
             state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
         if role_changes {
@@ -165,15 +167,17 @@ async fn update_user(
                 )
                 .await?;
         }
-        state
-            .audit_required(
-                &meta,
-                NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
-                    .by(&admin)
-                    .resource("user", &id)
-                    .with(json!({"revoked": revoked, "reason": "account_changed"})),
-            )
-            .await?;
+        if role_changes || disabled_changes || revoked > 0 {
+            state
+                .audit_required(
+                    &meta,
+                    NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
+                        .by(&admin)
+                        .resource("user", &id)
+                        .with(json!({"revoked": revoked, "reason": "account_changed"})),
+                )
+                .await?;
+        }
     }
     Ok(Json(json!({"user": updated})))
 }

@@ -639,6 +639,13 @@ async fn admin_manages_users_and_account_changes_end_their_sessions_at_once() {
     b2.get("/api/auth/me").await.err(401, "unauthenticated");
     let b3 = logged_in(&s, "bob@example.com", USER_PW).await;
     b3.get("/api/admin/users").await.ok(200);
+    // Setting the same role again ends sessions too: a retry after a failed session revocation
+    // (the role already written) must not leave sessions with the old role behind.
+    let again = logged_in(&s, "bob@example.com", USER_PW).await;
+    admin.patch(&path, json!({"role": "admin"})).await.ok(200);
+    again.get("/api/auth/me").await.err(401, "unauthenticated");
+    b3.get("/api/auth/me").await.err(401, "unauthenticated");
+    let b3 = logged_in(&s, "bob@example.com", USER_PW).await;
 
     // So does disabling; a disabled account cannot log in.
     let r = admin.patch(&path, json!({"disabled": true})).await;
