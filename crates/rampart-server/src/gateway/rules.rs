@@ -20,9 +20,11 @@
 //!   `/`, dropping `;parameters` from segments, collapsing repeated slashes and resolving `.` and
 //!   `..`, so `/%61dmin`, `//admin`, `/./admin`, `/static/../admin` and `/admin;x` all meet the
 //!   rules for `/admin`. A path that decodes to control characters or invalid UTF-8 is refused
-//!   outright (`Forbidden { rule: "invalid_path" }`). Matching is case-sensitive: put an
-//!   upstream that treats paths case-insensitively behind rules written for every case, or
-//!   make its protected area deny by default.
+//!   outright (`Forbidden { rule: "invalid_path" }`).
+//! - **Letter case.** Rules that refuse someone (`deny`, `role:…`) match paths in any case, so
+//!   an upstream that routes `/ADMIN` like `/admin` cannot be reached past them by a change of
+//!   case; rules that grant (`public`, `authenticated`) match only the case as written, so
+//!   another spelling of a public path gets the next rule or the default, never more access.
 //! - **Prefixes match whole segments.** `/admin` matches `/admin` and `/admin/x`, never
 //!   `/administrator`.
 //! - **Hosts** are compared without port and trailing dot, in lower case. `*.example.com`
@@ -210,10 +212,20 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn matches(&self, host: &str, path: &str, method: &Method) -> bool {
+    /// `path` is the normalised path, `folded` the same in lower case.
+    fn matches(&self, host: &str, path: &str, folded: &str, method: &Method) -> bool {
+        let path = if self.folds_case() { folded } else { path };
         (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
             && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path)))
             && (self.methods.is_empty() || self.methods.contains(method))
+    }
+
+    /// Whether the rule's paths match in any letter case: so do the rules that refuse someone
+    /// (`deny`, `role:…`). Many upstream frameworks route `/ADMIN/x` like `/admin/x`; a refusal
+    /// that a change of case dodged would be a bypass, while matching too much only refuses
+    /// more. Granting rules (`public`, `authenticated`) match the case as written.
+    fn folds_case(&self) -> bool {
+        matches!(self.policy, Policy::Deny | Policy::Role(_))
     }
 }
 
@@ -262,13 +274,7 @@ impl RawRule {
             .map(|h| HostPattern::parse(&h))
             .collect::<Result<Vec<_>, _>>()
             .map_err(at)?;
-        let paths = self
-            .path
-            .into_iter()
-            .chain(self.paths)
-            .map(|p| PathPattern::parse(&p))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(at)?;
+        let paths: Vec<String> = self.path.into_iter().chain(self.paths).collect();
         let methods = self
             .methods
             .iter()
@@ -286,6 +292,13 @@ impl RawRule {
                 self.policy
             ))
         })?;
+        // Refusing rules match paths in any letter case (see `Rule::folds_case`).
+        let fold = matches!(policy, Policy::Deny | Policy::Role(_));
+        let paths = paths
+            .iter()
+            .map(|p| PathPattern::parse(&if fold { p.to_ascii_lowercase() } else { p.clone() }))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(at)?;
         Ok(Rule { name, hosts, paths, methods, policy, csrf: self.csrf })
     }
 }
@@ -332,7 +345,8 @@ impl AccessRules {
     fn find(&self, host: &str, path: &str, method: &Method) -> Result<Option<&Rule>, ()> {
         let host = normalize_host(host);
         let path = normalize_path(path).ok_or(())?;
-        Ok(self.rules.iter().find(|r| r.matches(&host, &path, method)))
+        let folded = path.to_ascii_lowercase();
+        Ok(self.rules.iter().find(|r| r.matches(&host, &path, &folded, method)))
     }
 
     /// Decides a request to `host` (a `Host` value, port allowed) for `path` (query allowed,

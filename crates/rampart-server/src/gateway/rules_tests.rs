@@ -191,3 +191,22 @@ fn rules_without_names_are_numbered() {
     assert_eq!(r.rules()[1].name, "rule-2");
     assert!(r.rules()[0].csrf);
 }
+
+#[test]
+fn refusing_rules_match_any_letter_case_and_granting_rules_only_their_own() {
+    let r = rules(SAMPLE);
+    let plain = user(Role::User);
+    let host = "app.example.com";
+    let forbidden = |rule: &str| Decision::Forbidden { rule: rule.to_owned() };
+    for path in ["/ADMIN", "/Admin/panel", "/aDmIn/x?y=1", "/%41dmin/x", "/ADMIN;x/y"] {
+        assert_eq!(r.decide(host, path, &Method::GET, Some(&plain)), forbidden("admin"), "{path}");
+        assert_eq!(r.decide(host, path, &Method::GET, None), Decision::Unauthenticated, "{path}");
+    }
+    for path in ["/INTERNAL", "/Internal/x"] {
+        assert_eq!(r.decide(host, path, &Method::GET, Some(&plain)), forbidden("secret"), "{path}");
+    }
+    // A public rule grants only the case it names: other spellings fall to the default.
+    assert_eq!(r.decide(host, "/static/a.css", &Method::GET, None), Decision::Allow);
+    assert_eq!(r.decide(host, "/STATIC/a.css", &Method::GET, None), Decision::Unauthenticated);
+    assert_eq!(r.decide(host, "/HEALTHZ", &Method::GET, None), Decision::Unauthenticated);
+}

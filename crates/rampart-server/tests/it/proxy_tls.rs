@@ -367,12 +367,14 @@ async fn anonymous_navigation_is_sent_to_login_and_api_calls_get_401() {
     assert_eq!(denied["actor"]["email"], ADMIN, "{events}");
     assert_eq!(denied["details"]["rule"], "closed");
     assert_eq!(denied["details"]["path"], "/closed/x");
-    // Other paths under the same rule within the minute: refused, not audited again (a caller
+    // Other paths under the same rule within the minute, in any letter case (many upstreams
+    // route `/CLOSED` like `/closed`): refused, never proxied, and not audited again (a caller
     // cycling through paths cannot write an event per request).
-    for path in ["/closed/y", "/closed/z"] {
+    for path in ["/closed/y", "/closed/z", "/CLOSED/x", "/Closed"] {
         let r = c.get(f.rampart.url(path)).header("cookie", &f.cookie).send().await.unwrap();
         assert_eq!(r.status(), 403, "{path}");
     }
+    assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
     let r = c
         .get(f.rampart.url("/api/admin/audit?event=access_denied"))
         .header("cookie", &f.cookie)
