@@ -11,6 +11,7 @@
 //! | allowed | 200, empty body | identity headers ([`super::identity`]) when logged in |
 //! | not logged in | 401 `unauthenticated` (302 with `?redirect=1` for browser page loads) | `Location: /login?return_to=<original URI>` |
 //! | forbidden | 403 `forbidden`, audited as `access_denied` | |
+//! | cross-site unsafe request with the session cookie | 403 `csrf_rejected`, audited | |
 //! | session store down | 503 `session_store_unavailable` | |
 //!
 //! The original request is read from `X-Forwarded-Method`, `X-Forwarded-Uri` (else
@@ -30,6 +31,10 @@
 //!   session cookie is host-only.
 //! - A session store outage answers 503 (never "allowed"), except on `public` rules.
 //! - `X-Forwarded-Proto` is not needed: redirects are relative.
+//! - **CSRF.** An allowed unsafe request authenticated by the session cookie gets the origin
+//!   half of the CSRF check, as in the reverse proxy ([`super::proxy::origin_policy`]), on the
+//!   browser's `Origin`, `Sec-Fetch-Site` and `Referer`, which the proxies pass along; a rule
+//!   with `csrf = false` turns it off.
 
 use std::net::SocketAddr;
 
@@ -40,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use rampart_audit::{EventKind, NewEvent, Outcome};
+use rampart_protect::csrf::CsrfRejection;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -48,6 +54,7 @@ use super::rules::{normalize_path, AccessRules, Decision};
 use crate::audit::{NewEventExt, RequestMeta};
 use crate::auth::{store_unavailable, Auth};
 use crate::error::ApiError;
+use crate::http::request_id::current_request_id;
 use crate::pages::return_to::{encode_query_value, safe_return_to};
 use crate::state::AppState;
 
@@ -146,6 +153,13 @@ async fn verify(
     let decision = rules.decide(&original.host, &original.uri, &original.method, user);
     let mut res = match decision {
         Decision::Allow => {
+            if let Some(rejection) = csrf_rejection(&state, &rules, &auth, &original, req.headers())
+            {
+                let mut res = rejection.to_response(&current_request_id());
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return res;
+            }
             let mut res = StatusCode::OK.into_response();
             if let Some(u) = user {
                 insert_identity_headers(&state, u, res.headers_mut());
@@ -195,6 +209,28 @@ async fn verify(
     };
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// The proxy's CSRF check for an allowed request: it applies to unsafe requests authenticated
+/// by the session cookie whose matching rule does not say `csrf = false`, as in the reverse
+/// proxy. The browser's `Origin`, `Sec-Fetch-Site` and `Referer` arrive with the other
+/// forwarded headers. `Some` when the request is refused (the rejection travels in the
+/// response so the auth middleware audits it).
+fn csrf_rejection(
+    state: &AppState,
+    rules: &AccessRules,
+    auth: &Auth,
+    original: &OriginalRequest,
+    headers: &HeaderMap,
+) -> Option<CsrfRejection> {
+    if !matches!(auth, Auth::Session { .. })
+        || !rules.csrf_applies(&original.host, &original.uri, &original.method)
+    {
+        return None;
+    }
+    let policy = super::proxy::origin_policy(&state.config)?;
+    let path = original.uri.split('?').next().unwrap_or("/");
+    policy.decide(&original.method, path, headers, None, None).err()
 }
 
 #[cfg(test)]

@@ -437,27 +437,37 @@ impl ProxyCsrf {
     /// From the configuration: the same origins, same-site switch and exempt prefixes as the
     /// global CSRF layer.
     pub fn from_config(config: &Config) -> Self {
-        if config.proxy.upstream.is_none() || config.insecure.disable_csrf {
+        if config.proxy.upstream.is_none() {
             return Self(None);
         }
-        // Every proxied path is checked by origin alone: the upstream cannot know the token.
-        let mut cfg =
-            CsrfConfig::new(config.csrf.public_origin.clone()).with_origin_only_prefix("/");
-        for o in &config.csrf.trusted {
-            cfg = cfg.with_trusted_origin(o.clone());
-        }
-        for p in &config.csrf.exempt_prefixes {
-            cfg = cfg.insecure_exempt_prefix(p.clone());
-        }
-        if config.csrf.allow_same_site {
-            cfg = cfg.insecure_allow_same_site();
-        }
+        let Some(policy) = origin_policy(config) else { return Self(None) };
         Self(Some(Arc::new(CsrfGuard {
             rules: AccessRules::from_config(config),
-            policy: CsrfPolicy::new(cfg),
+            policy,
             public_host: config.public_origin.host.clone(),
         })))
     }
+}
+
+/// The origin half of the CSRF policy for requests to the upstream app, which cannot know
+/// Rampart's token: Fetch Metadata, then `Origin`, then `Referer`, with the same trusted
+/// origins, same-site switch and exempt prefixes as the global layer. `None` when CSRF
+/// protection is off.
+pub fn origin_policy(config: &Config) -> Option<CsrfPolicy> {
+    if config.insecure.disable_csrf {
+        return None;
+    }
+    let mut cfg = CsrfConfig::new(config.csrf.public_origin.clone()).with_origin_only_prefix("/");
+    for o in &config.csrf.trusted {
+        cfg = cfg.with_trusted_origin(o.clone());
+    }
+    for p in &config.csrf.exempt_prefixes {
+        cfg = cfg.insecure_exempt_prefix(p.clone());
+    }
+    if config.csrf.allow_same_site {
+        cfg = cfg.insecure_allow_same_site();
+    }
+    Some(CsrfPolicy::new(cfg))
 }
 
 /// Middleware between authentication and the global CSRF layer, for proxied paths only.

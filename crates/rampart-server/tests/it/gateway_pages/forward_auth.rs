@@ -204,3 +204,43 @@ async fn jwks_publishes_current_and_previous_keys() {
         bare().get(gw2.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks2["keys"][0], keys[0]);
 }
+
+#[tokio::test]
+async fn forward_auth_refuses_cross_site_unsafe_requests_made_with_the_cookie() {
+    let rules = format!(
+        "{RULES}\n[[access_rules.rule]]\nname = \"hooks\"\npath = \"/hooks\"\npolicy = \"authenticated\"\ncsrf = false\n"
+    );
+    let gw = start_gw(&rules, &[("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let admin = gw.accounts().await;
+    let user = gw.api_login(USER, USER_PW).await;
+    let ask = |method: &'static str, uri: &'static str, extra: Vec<(&'static str, String)>| {
+        let mut rb = bare()
+            .get(gw.url("/auth/verify"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .header("x-forwarded-host", "app.example.com")
+            .header("cookie", &user.cookie);
+        for (k, v) in extra {
+            rb = rb.header(k, v);
+        }
+        rb.send()
+    };
+    // The browser's own headers come along with the forwarded ones.
+    let cross = || vec![("sec-fetch-site", "cross-site".to_owned())];
+    let r = ask("POST", "/app/transfer", cross()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "csrf_rejected", "{body}");
+    let r = ask("POST", "/app/transfer", vec![("origin", "https://evil.example".to_owned())]);
+    assert_eq!(r.await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(ask("POST", "/app/transfer", vec![]).await.unwrap().status(), 403, "no origin");
+    // Same origin, a safe method, or a rule with csrf = false: allowed.
+    let same = vec![("origin", gw.origin.clone())];
+    assert_eq!(ask("POST", "/app/transfer", same).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask("GET", "/app/page", cross()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(ask("POST", "/hooks/in", cross()).await.unwrap().status(), StatusCode::OK);
+    // Audited like every CSRF refusal.
+    let events = gw.audit(&admin, "csrf_rejected").await;
+    assert!(!events.is_empty(), "{events:?}");
+}

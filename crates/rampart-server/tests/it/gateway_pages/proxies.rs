@@ -390,8 +390,11 @@ async fn exercise(p: &Proc, gw: &Gw, anonymous_status: StatusCode) {
         c.get(format!("{base}/api/auth/me")).send().await.unwrap().json().await.unwrap();
 
     // The upstream sees Rampart's identity and a valid assertion, never the client's.
+    // The POST comes from the app's own page, so the browser sends its origin.
     for method in [reqwest::Method::GET, reqwest::Method::POST] {
-        let rb = c.request(method.clone(), format!("{base}/app/page?x=1&y=2"));
+        let rb = c
+            .request(method.clone(), format!("{base}/app/page?x=1&y=2"))
+            .header("origin", base.as_str());
         let r = with_spoofs(rb).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{method}: {}", p.log());
         let echo: Value = r.json().await.unwrap();
@@ -407,6 +410,15 @@ async fn exercise(p: &Proc, gw: &Gw, anonymous_status: StatusCode) {
         assert_eq!(claims["aud"], gw.origin.as_str());
         assert_no_spoofs(&echo);
     }
+    // A cross-site POST with the same cookie is refused before it reaches the app.
+    let r = c
+        .post(format!("{base}/app/page"))
+        .header("origin", "https://evil.example")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{}", p.log());
 
     // Log out through the proxy (POST with the page's token), then anonymous again.
     let html = c.get(format!("{base}/logout")).send().await.unwrap().text().await.unwrap();
