@@ -57,6 +57,8 @@ pub struct Inner {
     pub memory_sessions: Option<Arc<rampart_session::MemorySessionStore>>,
     /// The token vault (providers and the refresh HTTP client).
     pub vault: crate::vault::Vault,
+    /// The access rules of the configuration, built once (forward auth asks on every request).
+    pub access_rules: crate::gateway::rules::AccessRules,
     /// The pseudonymization key (None: not configured, in production).
     pub pseudonym_key: Option<rampart_core::MasterKey>,
     /// Cancelled at shutdown; background tasks watch it.

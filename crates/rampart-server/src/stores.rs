@@ -140,6 +140,7 @@ pub async fn build(
     let pseudonym_key = crate::pseudonymize::resolve_key(&config)?;
 
     let assertions = crate::gateway::identity::Assertions::new(keyring.current(), &config);
+    let access_rules = crate::gateway::rules::AccessRules::from_config(&config);
     Ok(AppState::new(Inner {
         config,
         db,
@@ -159,6 +160,7 @@ pub async fn build(
         metrics: crate::metrics::Metrics::default(),
         memory_sessions,
         vault,
+        access_rules,
         pseudonym_key,
         shutdown,
     }))

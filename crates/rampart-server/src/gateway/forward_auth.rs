@@ -148,12 +148,12 @@ async fn verify(
         .is_some_and(|c| state.config.trusted_proxies.contains(c.0.ip()));
     let original = original_request(trusted, req.headers(), req.method(), req.uri());
     let auth = req.extensions().get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
-    let rules = AccessRules::from_config(&state.config);
+    let rules = &state.access_rules;
     let user = auth.user();
     let decision = rules.decide(&original.host, &original.uri, &original.method, user);
     let mut res = match decision {
         Decision::Allow => {
-            if let Some(rejection) = csrf_rejection(&state, &rules, &auth, &original, req.headers())
+            if let Some(rejection) = csrf_rejection(&state, rules, &auth, &original, req.headers())
             {
                 let mut res = rejection.to_response(&current_request_id());
                 res.headers_mut()
