@@ -355,13 +355,16 @@ async fn anonymous_navigation_is_sent_to_login_and_api_calls_get_401() {
     assert_eq!(r.status(), 403);
     assert_eq!(error_code(&json_of(r).await), "forbidden");
     assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
-    let r = c
-        .get(f.rampart.url("/api/admin/audit?event=access_denied"))
-        .header("cookie", &f.cookie)
-        .send()
-        .await
-        .unwrap();
-    let events = json_of(r).await;
+    let denials = || async {
+        let r = c
+            .get(f.rampart.url("/api/admin/audit?event=access_denied"))
+            .header("cookie", &f.cookie)
+            .send()
+            .await
+            .unwrap();
+        json_of(r).await
+    };
+    let events = denials().await;
     let denied = &events["events"][0];
     assert_eq!(denied["outcome"], "denied", "{events}");
     assert_eq!(denied["actor"]["email"], ADMIN, "{events}");
@@ -375,13 +378,7 @@ async fn anonymous_navigation_is_sent_to_login_and_api_calls_get_401() {
         assert_eq!(r.status(), 403, "{path}");
     }
     assert_eq!(f.up.hits.load(Ordering::SeqCst), 0);
-    let r = c
-        .get(f.rampart.url("/api/admin/audit?event=access_denied"))
-        .header("cookie", &f.cookie)
-        .send()
-        .await
-        .unwrap();
-    let events = json_of(r).await;
+    let events = denials().await;
     assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "{events}");
     f.stop.cancel();
 }
