@@ -116,6 +116,18 @@ fn user_of(active: &ActiveSession) -> Option<AuthenticatedUser> {
     })
 }
 
+/// Whether the session's account still exists, is enabled and has the role the session holds.
+async fn account_unchanged(
+    state: &AppState,
+    user: &AuthenticatedUser,
+) -> Result<bool, rampart_store_sql::StoreError> {
+    Ok(state
+        .db
+        .user_by_id(&user.user_id)
+        .await?
+        .is_some_and(|u| !u.user.disabled && u.user.role == user.role))
+}
+
 /// The CSRF token of a session id.
 pub fn csrf_token(state: &AppState, id: &SessionId) -> rampart_core::SecretString {
     rampart_protect::csrf::csrf_token_for(&state.keyring, id.expose_bytes())
@@ -124,6 +136,7 @@ pub fn csrf_token(state: &AppState, id: &SessionId) -> rampart_core::SecretStrin
 /// Authenticates the request and records the outcome as the [`Auth`] extension.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let meta = RequestMeta::from_request(&req);
+    let started = state.clock.now();
     let mut clear_cookie = false;
     // A presented `rk_` key decides the request: a bad one is refused, never replaced by the
     // cookie, and a good one means the cookie is not read at all.
@@ -148,6 +161,26 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         }
         CookieRead::Valid(id) => match state.sessions.load(&id).await {
             Ok(LoadOutcome::Active(active)) => match user_of(&active) {
+                // Touched by this load (at most once per touch interval): the account is read
+                // again, so a change made where the session store is out of reach (the
+                // command line beside a server with in-memory sessions) ends the session
+                // within one interval.
+                Some(user) if active.record.last_seen_at >= started => {
+                    match account_unchanged(&state, &user).await {
+                        Ok(true) => {
+                            Auth::Session { user, active: Box::new(active), id: Arc::new(id) }
+                        }
+                        Ok(false) => {
+                            clear_cookie = true;
+                            let _ = state.sessions.revoke(&active.key).await;
+                            Auth::Anonymous
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %crate::error::ErrorChain(&e), "database unavailable while checking a session's account");
+                            Auth::Unavailable
+                        }
+                    }
+                }
                 Some(user) => Auth::Session { user, active: Box::new(active), id: Arc::new(id) },
                 None => {
                     clear_cookie = true;

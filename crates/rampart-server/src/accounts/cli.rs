@@ -179,7 +179,7 @@ async fn update(
         updated.disabled
     );
     if state.config.session_store() == crate::config::SessionStoreKind::Memory {
-        println!("note: a running server with the in-memory session store keeps its sessions; use the admin API to revoke them at once");
+        println!("note: a running server with the in-memory session store ends this user's sessions at their next request after the touch interval (RAMPART_SESSION_TOUCH_INTERVAL, 60s by default); use the admin API to revoke them at once");
     }
     Ok(())
 }

@@ -1121,6 +1121,51 @@ async fn cli_user_commands_while_the_server_runs_leave_it_working() {
 }
 
 #[tokio::test]
+async fn a_command_line_change_ends_in_memory_sessions_within_one_touch_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pw = "piped-in-passphrase-2024";
+    for (email, role) in [("ops@example.com", "admin"), ("carol@example.com", "user")] {
+        let (code, out, err) = user_add_stdin(d, email, role, pw);
+        assert_eq!(
+            code, 0,
+            "{out}
+{err}"
+        );
+    }
+    // In-memory sessions: the command line cannot reach them.
+    let s = start_in(
+        d,
+        &[("RAMPART_SESSION_STORE", "memory"), ("RAMPART_SESSION_TOUCH_INTERVAL", "1s")],
+    );
+    let ops = logged_in(&s, "ops@example.com", pw).await;
+    let carol = logged_in(&s, "carol@example.com", pw).await;
+    let untouched = logged_in(&s, "carol@example.com", pw).await;
+    let (code, out, err) = support::run(d, &["user", "disable", "--email", "ops@example.com"], &[]);
+    assert_eq!(
+        code, 0,
+        "{out}
+{err}"
+    );
+    let args = ["user", "set-role", "--email", "carol@example.com", "--role", "admin"];
+    let (code, out, err) = support::run(d, &args, &[]);
+    assert_eq!(
+        code, 0,
+        "{out}
+{err}"
+    );
+    // Once the interval has passed, the next request reads the account again and the session
+    // ends.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    ops.get("/api/auth/me").await.err(401, "unauthenticated");
+    carol.get("/api/auth/me").await.err(401, "unauthenticated");
+    // A new login carries the new role.
+    let carol = logged_in(&s, "carol@example.com", pw).await;
+    assert_eq!(carol.get("/api/auth/me").await.ok(200)["user"]["role"], "admin");
+    untouched.get("/api/auth/me").await.err(401, "unauthenticated");
+}
+
+#[tokio::test]
 async fn identity_is_never_taken_from_request_headers_or_body() {
     let s = start(&[]);
     let me = setup_admin(&s).await;
