@@ -108,6 +108,8 @@ named_enum! {
         VaultRefreshFailed => "vault_refresh_failed",
         /// A signed checkpoint of the chain (written only by [`crate::Chain::checkpoint`]).
         AuditCheckpoint => "audit_checkpoint",
+        /// An admin turned values into pseudonyms (the purpose and how many; never the values).
+        Pseudonymized => "pseudonymized",
     }
 }
 
@@ -266,7 +268,7 @@ mod tests {
 
     #[test]
     fn every_event_kind_round_trips_through_its_name() {
-        assert_eq!(EventKind::ALL.len(), 24);
+        assert_eq!(EventKind::ALL.len(), 25);
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
             let json = serde_json::to_string(kind).unwrap();

@@ -1,6 +1,10 @@
 //! `POST /api/pseudonymize` `{"purpose","values":[…]}` → `{"pseudonyms":[…]}`, admin only
 //! (behind [`crate::auth::require_admin`]: 401 without credentials, 403 audited for others).
 //!
+//! Every answer is audited first as `pseudonymized` with the purpose and the number of values
+//! (never the values): pseudonymizing guessed identities is how a pseudonymized export would be
+//! re-identified, so who did it, when and for what purpose is on record. No audit, no answer.
+//!
 //! At most [`MAX_VALUES`] values of at most [`MAX_VALUE_LEN`] bytes each; purposes as for
 //! `rampart pseudonymize`. Without a pseudonymization key (production without
 //! `RAMPART_PSEUDONYMIZATION_KEY`) the answer is 503 `pseudonymization_unavailable`.
@@ -11,6 +15,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use rampart_audit::{EventKind, NewEvent, Outcome};
+
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::http::input::ApiJson;
 use crate::pseudonymize::{valid_purpose, MAX_VALUES, MAX_VALUE_LEN};
@@ -32,6 +40,8 @@ struct Body {
 
 async fn pseudonymize(
     State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
     ApiJson(body): ApiJson<Body>,
 ) -> ApiResult<Json<Value>> {
     if !valid_purpose(&body.purpose) {
@@ -51,6 +61,14 @@ async fn pseudonymize(
             "pseudonymization is not configured (RAMPART_PSEUDONYMIZATION_KEY)",
         ));
     };
+    state
+        .audit_required(
+            &meta,
+            NewEvent::new(EventKind::Pseudonymized, Outcome::Success)
+                .by(&admin)
+                .with(json!({"purpose": body.purpose, "count": body.values.len()})),
+        )
+        .await?;
     let pseudonyms: Vec<String> = body
         .values
         .iter()

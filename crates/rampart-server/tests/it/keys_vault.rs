@@ -763,6 +763,14 @@ async fn pseudonyms_are_admin_only_stable_across_restarts_and_differ_across_purp
     assert_eq!(pseudonyms(&api, As::Session(&admin), "analytics", &[&long]).await.0, 400);
     assert_eq!(pseudonyms(&api, As::Session(&admin), "Bad Purpose", &["x"]).await.0, 400);
     assert!(!api.audit(&admin, "access_denied").await.is_empty());
+    // Each answered call is on record with its purpose and count, never the values.
+    let done = api.audit(&admin, "pseudonymized").await;
+    assert_eq!(done.len(), 2, "{done:?}");
+    let purposes: Vec<&str> =
+        done.iter().filter_map(|e| e["details"]["purpose"].as_str()).collect();
+    assert!(purposes.contains(&"analytics") && purposes.contains(&"support"), "{done:?}");
+    assert!(done.iter().all(|e| e["details"]["count"] == 3), "{done:?}");
+    assert!(!format!("{done:?}").contains("jane@"), "no value is recorded: {done:?}");
 
     let key_file = dir.path().join("data/pseudonymization.key");
     #[cfg(unix)]
