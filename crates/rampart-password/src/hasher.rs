@@ -17,11 +17,11 @@
 //! Size `max_concurrent` to the cores set aside for hashing (the `rampart` server uses half the
 //! cores, at least one) and
 //! `max_queue` to what you are willing to make callers wait for; export
-//! [`AsyncHasher::queue_depth`] as a gauge.
+//! [`AsyncHasher::queue_depth`] as a gauge and [`AsyncHasher::verifications`] as a counter.
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rampart_core::SecretString;
@@ -48,6 +48,8 @@ struct Inner {
     max_queue: usize,
     waiting: AtomicUsize,
     running: AtomicUsize,
+    /// Verifications run to the end, dummy ones included.
+    verifications: AtomicU64,
 }
 
 impl AsyncHasher {
@@ -65,6 +67,7 @@ impl AsyncHasher {
                 max_queue,
                 waiting: AtomicUsize::new(0),
                 running: AtomicUsize::new(0),
+                verifications: AtomicU64::new(0),
             }),
         }
     }
@@ -79,6 +82,12 @@ impl AsyncHasher {
         self.inner.waiting.load(Ordering::Relaxed) + self.inner.running.load(Ordering::Relaxed)
     }
 
+    /// Verifications run to the end so far, [`dummy_verify`](Self::dummy_verify) included (so
+    /// the count shows that unknown accounts cost a verification too), for metrics.
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+
     /// Hashes a new password with Argon2id; see [`hash::hash_password`].
     pub async fn hash(&self, password: SecretString) -> Result<String> {
         let params = self.inner.params;
@@ -87,8 +96,13 @@ impl AsyncHasher {
 
     /// Checks a password against a stored hash; see [`hash::verify_password`].
     pub async fn verify(&self, password: SecretString, stored: String) -> Result<Verification> {
-        let params = self.inner.params;
-        self.run(move || hash::verify_password(&password, &stored, &params)).await
+        let inner = Arc::clone(&self.inner);
+        self.run(move || {
+            let outcome = hash::verify_password(&password, &stored, &inner.params);
+            inner.verifications.fetch_add(1, Ordering::Relaxed);
+            outcome
+        })
+        .await
     }
 
     /// Spends the time of one verify for a user who does not exist; see [`hash::dummy_verify`].
@@ -100,6 +114,7 @@ impl AsyncHasher {
         self.run(move || {
             // The outcome is irrelevant; only the time spent matters.
             let _ = hash::verify_password(&password, &inner.dummy_hash, &inner.params);
+            inner.verifications.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
         .await

@@ -213,6 +213,7 @@ pub async fn render(state: &AppState) -> String {
     }
     out.push_str("# HELP rampart_audit_write_seconds Time from an audit append to its commit.\n# TYPE rampart_audit_write_seconds histogram\n");
     m.audit_write.lock().render(&mut out, "rampart_audit_write_seconds", "");
+    let _ = writeln!(out, "# HELP rampart_password_verifications_total Password verifications run, those for unknown accounts included.\n# TYPE rampart_password_verifications_total counter\nrampart_password_verifications_total {}", state.hasher.verifications());
     let _ = writeln!(out, "# HELP rampart_password_hash_queue_depth Password hashes running or waiting.\n# TYPE rampart_password_hash_queue_depth gauge\nrampart_password_hash_queue_depth {}", state.hasher.queue_depth());
     out
 }

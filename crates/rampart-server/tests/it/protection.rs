@@ -393,6 +393,16 @@ async fn metrics_are_served_on_their_own_listener_only() {
         .send()
         .await
         .unwrap();
+    // A login for an account that does not exist still runs one verification (the dummy one
+    // that keeps its timing like a real account's); the refused cross-site login ran none.
+    let r = c
+        .post(s.url("/api/auth/login"))
+        .header("origin", &s.base)
+        .json(&json!({"email": "nobody@example.com", "password": "wrong-password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     // Methods are client-chosen tokens: made-up ones share one label, so they cannot grow
     // the metrics without bound.
     for i in 0..40 {
@@ -424,6 +434,7 @@ async fn metrics_are_served_on_their_own_listener_only() {
         "rampart_store_errors_total{store=\"session\"} 0",
         "rampart_audit_write_seconds_count",
         "rampart_password_hash_queue_depth 0",
+        "rampart_password_verifications_total 1",
         "rampart_session_evictions_total 0",
     ] {
         assert!(text.contains(needle), "missing {needle}:\n{text}");
