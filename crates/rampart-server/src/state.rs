@@ -59,6 +59,9 @@ pub struct Inner {
     pub vault: crate::vault::Vault,
     /// The access rules of the configuration, built once (forward auth asks on every request).
     pub access_rules: crate::gateway::rules::AccessRules,
+    /// The CSRF origin check for requests to the app ([`crate::gateway::proxy::origin_policy`]),
+    /// built once; `None` when CSRF protection is off.
+    pub origin_csrf: Option<rampart_protect::csrf::CsrfPolicy>,
     /// The pseudonymization key (None: not configured, in production).
     pub pseudonym_key: Option<rampart_core::MasterKey>,
     /// Cancelled at shutdown; background tasks watch it.

@@ -141,6 +141,7 @@ pub async fn build(
 
     let assertions = crate::gateway::identity::Assertions::new(keyring.current(), &config);
     let access_rules = crate::gateway::rules::AccessRules::from_config(&config);
+    let origin_csrf = crate::gateway::proxy::origin_policy(&config);
     Ok(AppState::new(Inner {
         config,
         db,
@@ -161,6 +162,7 @@ pub async fn build(
         memory_sessions,
         vault,
         access_rules,
+        origin_csrf,
         pseudonym_key,
         shutdown,
     }))

@@ -300,7 +300,8 @@ impl Config {
                 ));
             }
         }
-        if r.num("api_key_limit", 1000_usize)? == 0 {
+        let api_key_limit: usize = r.num("api_key_limit", 1000)?;
+        if api_key_limit == 0 {
             return Err(ConfigError::new("RAMPART_API_KEY_LIMIT", "must be at least 1"));
         }
         Ok(Config {
@@ -349,7 +350,7 @@ impl Config {
                 body_limit: r.num("body_limit", 64 * 1024)?,
                 request_timeout: r.dur("request_timeout", Duration::from_secs(30))?,
                 header_read_timeout: r.dur("header_read_timeout", Duration::from_secs(10))?,
-                api_key_limit: r.num("api_key_limit", 1000)?,
+                api_key_limit,
             },
             csrf: CsrfSettings {
                 public_origin: csrf_origin,

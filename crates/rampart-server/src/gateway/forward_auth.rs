@@ -228,7 +228,7 @@ fn csrf_rejection(
     {
         return None;
     }
-    let policy = super::proxy::origin_policy(&state.config)?;
+    let policy = state.origin_csrf.as_ref()?;
     let path = original.uri.split('?').next().unwrap_or("/");
     policy.decide(&original.method, path, headers, None, None).err()
 }

@@ -58,6 +58,14 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Whether the policy refuses someone (`deny`, `role:…`). The paths of such rules match in
+    /// any letter case: many upstream frameworks route `/ADMIN/x` like `/admin/x`, and a refusal
+    /// that a change of case dodged would be a bypass, while matching too much only refuses
+    /// more. Granting rules (`public`, `authenticated`) match the case as written.
+    pub fn refuses(&self) -> bool {
+        matches!(self, Self::Deny | Self::Role(_))
+    }
+
     /// Parses `public`, `authenticated`, `role:<role>` or `deny`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim() {
@@ -212,20 +220,13 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// `path` is the normalised path, `folded` the same in lower case.
+    /// `path` is the normalised path, `folded` the same in lower case. The paths of rules that
+    /// refuse someone match in any letter case (see [`Policy::refuses`]).
     fn matches(&self, host: &str, path: &str, folded: &str, method: &Method) -> bool {
-        let path = if self.folds_case() { folded } else { path };
+        let path = if self.policy.refuses() { folded } else { path };
         (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(host)))
             && (self.paths.is_empty() || self.paths.iter().any(|p| p.matches(path)))
             && (self.methods.is_empty() || self.methods.contains(method))
-    }
-
-    /// Whether the rule's paths match in any letter case: so do the rules that refuse someone
-    /// (`deny`, `role:…`). Many upstream frameworks route `/ADMIN/x` like `/admin/x`; a refusal
-    /// that a change of case dodged would be a bypass, while matching too much only refuses
-    /// more. Granting rules (`public`, `authenticated`) match the case as written.
-    fn folds_case(&self) -> bool {
-        matches!(self.policy, Policy::Deny | Policy::Role(_))
     }
 }
 
@@ -292,11 +293,16 @@ impl RawRule {
                 self.policy
             ))
         })?;
-        // Refusing rules match paths in any letter case (see `Rule::folds_case`).
-        let fold = matches!(policy, Policy::Deny | Policy::Role(_));
+        // Refusing rules match paths in any letter case (see `Policy::refuses`).
         let paths = paths
             .iter()
-            .map(|p| PathPattern::parse(&if fold { p.to_ascii_lowercase() } else { p.clone() }))
+            .map(|p| {
+                if policy.refuses() {
+                    PathPattern::parse(&p.to_ascii_lowercase())
+                } else {
+                    PathPattern::parse(p)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(at)?;
         Ok(Rule { name, hosts, paths, methods, policy, csrf: self.csrf })
@@ -345,7 +351,12 @@ impl AccessRules {
     fn find(&self, host: &str, path: &str, method: &Method) -> Result<Option<&Rule>, ()> {
         let host = normalize_host(host);
         let path = normalize_path(path).ok_or(())?;
-        let folded = path.to_ascii_lowercase();
+        // Most paths have no capitals: no copy for them.
+        let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(path.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(path.as_str())
+        };
         Ok(self.rules.iter().find(|r| r.matches(&host, &path, &folded, method)))
     }
 

@@ -15,7 +15,7 @@ use crate::accounts::{create_user, CreateUser};
 use rampart_audit::NewEvent;
 
 use crate::audit::{NewEventExt, RequestMeta};
-use crate::auth::CurrentUser;
+use crate::auth::{AuthenticatedUser, CurrentUser};
 use crate::error::{ApiError, ApiResult};
 use crate::http::input::ApiJson;
 use crate::routes::auth::{session_error, sessions_json};
@@ -168,15 +168,7 @@ async fn update_user(
                 .await?;
         }
         if role_changes || disabled_changes || revoked > 0 {
-            state
-                .audit_required(
-                    &meta,
-                    NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
-                        .by(&admin)
-                        .resource("user", &id)
-                        .with(json!({"revoked": revoked, "reason": "account_changed"})),
-                )
-                .await?;
+            audit_revoked(&state, &meta, &admin, &id, revoked, "account_changed").await?;
         }
     }
     Ok(Json(json!({"user": updated})))
@@ -232,14 +224,26 @@ async fn revoke_user_sessions(
         return Err(ApiError::not_found());
     }
     let n = state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
+    audit_revoked(&state, &meta, &admin, &id, n, "admin").await?;
+    Ok(Json(json!({"revoked": n})))
+}
+
+/// Records that an admin ended `revoked` sessions of user `id`, and why.
+async fn audit_revoked(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthenticatedUser,
+    id: &str,
+    revoked: u64,
+    reason: &str,
+) -> ApiResult<()> {
     state
         .audit_required(
-            &meta,
+            meta,
             NewEvent::new(EventKind::SessionsRevoked, Outcome::Success)
-                .by(&admin)
-                .resource("user", &id)
-                .with(json!({"revoked": n, "reason": "admin"})),
+                .by(admin)
+                .resource("user", id)
+                .with(json!({"revoked": revoked, "reason": reason})),
         )
-        .await?;
-    Ok(Json(json!({"revoked": n})))
+        .await
 }
