@@ -10,8 +10,9 @@
 //!   answering the same `GET /api/auth/me` as `plain` after checking the session.
 //! - `upstream`: a tiny application for proxy benchmarks.
 //! - `hyper-proxy --upstream ADDR`: the bare reverse proxy of the HTTP stack Rampart is built
-//!   on (axum and the hyper client), with nothing checked or added: the floor of any proxy built
-//!   from these parts.
+//!   on (axum and the hyper client), on one single-threaded runtime per core as Rampart's
+//!   connection loops, with nothing checked or added: the floor of any proxy built from these
+//!   parts.
 //! - `hash-time`: times Argon2id with Rampart's default parameters.
 //! - `report`: turns a run directory written by the script into `docs/benchmarks.md`,
 //!   `docs/bench/results.json` and SVG charts.
@@ -153,9 +154,11 @@ fn main() -> anyhow::Result<()> {
             servers::run(lib_protect::plain_headers(), loopback(port))
         }
         Command::Upstream { port } => servers::run(servers::upstream(), loopback(port)),
-        Command::HyperProxy { port, upstream } => {
-            servers::run(servers::hyper_proxy(upstream), loopback(port))
-        }
+        Command::HyperProxy { port, upstream } => servers::run_per_core(
+            move || servers::hyper_proxy(upstream),
+            loopback(port),
+            std::thread::available_parallelism().map_or(2, usize::from),
+        ),
         Command::HashTime { iterations, memory_kib, time_cost, lanes } => {
             let r = hash::time_hashes(iterations, memory_kib, time_cost, lanes)?;
             println!("{}", serde_json::to_string(&r)?);

@@ -290,3 +290,43 @@ async fn stack_me(session: Session) -> Response {
     }))
     .into_response()
 }
+
+/// Serves a router built per thread on `threads` single-threaded runtimes, each with its own
+/// listener on the same port (`SO_REUSEPORT`): no task ever moves between threads, and each
+/// thread's router has its own client and connection pool. Rampart hands connections to its
+/// loops from one listener instead; for the benchmark's kept-alive connections both spread the
+/// work alike.
+pub(crate) fn run_per_core(
+    make: impl Fn() -> Router + Send + Sync + 'static,
+    addr: SocketAddr,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let make = Arc::new(make);
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    let bound = std_listener.local_addr()?;
+    drop(std_listener);
+    let mut handles = Vec::new();
+    for _ in 0..threads {
+        let make = Arc::clone(&make);
+        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.set_reuseport(true)?;
+                socket.set_reuseaddr(true)?;
+                socket.bind(bound)?;
+                let listener = socket.listen(1024)?;
+                let app = make();
+                axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                    .with_graceful_shutdown(shutdown())
+                    .await?;
+                Ok(())
+            })
+        }));
+    }
+    println!("listening on http://{bound}");
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("thread panicked"))??;
+    }
+    Ok(())
+}

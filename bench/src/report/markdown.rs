@@ -547,8 +547,9 @@ fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
            baseline of the proxy goal.\n\
          - **hyper-proxy**: the bare reverse proxy of the HTTP stack Rampart is built on (an \
            axum fallback handler forwarding with the hyper client over kept-alive HTTP/1.1, \
-           adding `X-Forwarded-For` and `-Proto` as nginx does), with nothing checked and no \
-           header added to the answer: the floor of any proxy made of these parts. No goal; it \
+           adding `X-Forwarded-For` and `-Proto` as nginx does) on one single-threaded runtime per \
+           core, as Rampart serves its connections, with nothing checked and no header added to \
+           the answer: the floor of any proxy made of these parts. No goal; it \
            shows how much of the gap to nginx is the stack and how much is Rampart's work.\n\
          - **rampart-proxy**: `GET /` through Rampart with `RAMPART_UPSTREAM` set to the same \
            upstream and the session cookie on every request. No access rules are configured, so \

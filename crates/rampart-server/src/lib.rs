@@ -26,3 +26,4 @@ pub mod state;
 pub mod stores;
 pub mod tls;
 pub mod vault;
+pub mod workers;

@@ -223,6 +223,19 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
         Err(e) => return e.exit(),
     };
     let local = listener.local_addr().unwrap_or(addr);
+    let workers = match state.config.workers {
+        0 => None,
+        n => match crate::workers::Workers::start(n) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                return StartupError::new(
+                    "RAMPART_WORKERS",
+                    format!("cannot start {n} connection loops: {e}"),
+                )
+                .exit()
+            }
+        },
+    };
     let shutdown = CancellationToken::new();
     let app = crate::http::app(state.clone());
     let signal = shutdown_signal();
@@ -256,7 +269,8 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
             }
         }
     }
-    run_server_tls(listener, app, state.config.limits.header_read_timeout, tls, shutdown).await;
+    run_server_tls(listener, app, state.config.limits.header_read_timeout, tls, workers, shutdown)
+        .await;
     state.shutdown.cancel();
     crate::audit_store::flush(&state).await;
     state.db.close().await;
@@ -292,22 +306,25 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 }
 
 /// Accepts connections until `shutdown`, then lets in-flight requests finish (up to 30 s).
+/// Connections are served on the shared runtime.
 pub async fn run_server(
     listener: TcpListener,
     app: axum::Router,
     header_read_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    run_server_tls(listener, app, header_read_timeout, None, shutdown).await;
+    run_server_tls(listener, app, header_read_timeout, None, None, shutdown).await;
 }
 
-/// [`run_server`], serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) when `tls` is set. Each TLS
-/// handshake runs in the connection's own task and must finish within `header_read_timeout`.
+/// [`run_server`], serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN) when `tls` is set, and each
+/// connection on one of `workers`' loops when given. Each TLS handshake runs in the
+/// connection's own task and must finish within `header_read_timeout`.
 pub async fn run_server_tls(
     listener: TcpListener,
     app: axum::Router,
     header_read_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    workers: Option<crate::workers::Workers>,
     shutdown: CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -340,27 +357,32 @@ pub async fn run_server_tls(
                     req
                 });
                 let svc = hyper_util::service::TowerToHyperService::new(svc);
-                if let Some(acceptor) = &tls {
-                    let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
-                    tokio::spawn(async move {
-                        let stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
-                            Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-                        };
+                let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), shutdown.clone());
+                let job: crate::workers::Job = match &tls {
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        Box::new(move |stream| Box::pin(async move {
+                            let stream = match tokio::time::timeout(header_read_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => return tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                            };
+                            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                            let _ = watcher.watch(conn.into_owned()).await;
+                        }))
+                    }
+                    None => Box::new(move |stream| Box::pin(async move {
+                        if !first_byte_within(&stream, header_read_timeout, &stop).await {
+                            return tracing::debug!(%peer, "no request within the header read timeout");
+                        }
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                         let _ = watcher.watch(conn.into_owned()).await;
-                    });
-                    continue;
+                    })),
+                };
+                match &workers {
+                    Some(workers) => workers.dispatch(stream, job),
+                    None => drop(tokio::spawn(job(stream))),
                 }
-                let (builder, watcher, stop) = (builder.clone(), graceful.watcher(), shutdown.clone());
-                tokio::spawn(async move {
-                    if !first_byte_within(&stream, header_read_timeout, &stop).await {
-                        return tracing::debug!(%peer, "no request within the header read timeout");
-                    }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    let _ = watcher.watch(conn.into_owned()).await;
-                });
             }
             () = shutdown.cancelled() => break,
         }
@@ -369,6 +391,7 @@ pub async fn run_server_tls(
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within 30s; closing");
     }
+    drop(workers);
 }
 
 /// Waits for the client's first byte, up to `limit`; false when it never came, the peer closed,

@@ -116,6 +116,8 @@ pub struct Config {
     pub env: Env,
     /// Listen address.
     pub listen: SocketAddr,
+    /// Connection loops (`RAMPART_WORKERS`); 0 serves connections on the shared runtime.
+    pub workers: usize,
     /// Public origin.
     pub public_origin: PublicOrigin,
     /// Whether the public origin was configured (else derived from the listen address).

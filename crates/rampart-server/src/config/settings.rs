@@ -24,6 +24,11 @@ const fn secret(key: &'static str, help: &'static str) -> Setting {
 pub const SETTINGS: &[Setting] = &[
     s("env", "`development` (default) or `production`"),
     s("listen", "address to listen on (default 127.0.0.1:8080)"),
+    s(
+        "workers",
+        "single-threaded loops serving connections; 0 serves them on the shared runtime \
+         (default: one per CPU)",
+    ),
     s("public_origin", "origin users reach Rampart at (default http://<listen>)"),
     s("data_dir", "directory for the SQLite database and generated keys (default ./rampart-data)"),
     s(

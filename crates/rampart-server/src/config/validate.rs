@@ -300,6 +300,16 @@ impl Config {
                 ));
             }
         }
+        let workers: usize = r.num(
+            "workers",
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        )?;
+        if workers > MAX_WORKERS {
+            return Err(ConfigError::new(
+                "RAMPART_WORKERS",
+                format!("at most {MAX_WORKERS} (one per CPU is the default)"),
+            ));
+        }
         let api_key_limit: usize = r.num("api_key_limit", 1000)?;
         if api_key_limit == 0 {
             return Err(ConfigError::new("RAMPART_API_KEY_LIMIT", "must be at least 1"));
@@ -307,6 +317,7 @@ impl Config {
         Ok(Config {
             env,
             listen,
+            workers,
             public_origin_explicit: r.text("public_origin").is_some(),
             public_origin,
             data_dir,
@@ -495,6 +506,7 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
     let mut values: Vec<(&str, String)> = vec![
         ("env", if c.env == Env::Production { "production" } else { "development" }.into()),
         ("listen", c.listen.to_string()),
+        ("workers", c.workers.to_string()),
         ("public_origin", c.public_origin.to_origin_string()),
         ("data_dir", c.data_dir.display().to_string()),
         ("instance_id", c.instance_id.clone().unwrap_or_else(|| "(generated)".into())),
@@ -601,6 +613,9 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
 /// least one. Argon2id is memory-hard: each hash streams its 19 MiB through the caches, and
 /// with every core hashing during a login flood the rest of the server's requests ran with cold
 /// caches (see ADR 0008), however low the hash threads' priority.
+/// The most connection loops `RAMPART_WORKERS` may ask for.
+pub(super) const MAX_WORKERS: usize = 1024;
+
 pub(super) fn default_hash_concurrency(cpus: usize) -> usize {
     (cpus / 2).max(1)
 }

@@ -215,3 +215,16 @@ fn per_user_session_and_api_key_limits_default_and_refuse_zero() {
         assert!(err.to_string().contains(name), "{err}");
     }
 }
+
+#[test]
+fn connection_loops_default_to_one_per_cpu_and_are_bounded() {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(Config::from_raw(&RawValues::default()).unwrap().workers, cpus);
+    for (text, n) in [("0", 0), ("1", 1), ("1024", MAX_WORKERS)] {
+        assert_eq!(Config::from_raw(&raw(&[("RAMPART_WORKERS", text)])).unwrap().workers, n);
+    }
+    for bad in ["1025", "-1", "two"] {
+        let err = Config::from_raw(&raw(&[("RAMPART_WORKERS", bad)])).unwrap_err();
+        assert!(err.to_string().contains("RAMPART_WORKERS"), "{bad:?}: {err}");
+    }
+}

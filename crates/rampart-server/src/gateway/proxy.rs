@@ -53,7 +53,9 @@
 mod headers;
 mod upgrade;
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,13 +111,17 @@ pub fn is_own_path(path: &str) -> bool {
         .any(|p| path.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with('/')))
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+type Connector = HttpsConnector<HttpConnector>;
+type HttpClient = Client<Connector, Body>;
 
 /// The proxy to the configured upstream. Built once per application.
 #[derive(Debug)]
 pub struct Proxy {
     upstream: Upstream,
-    client: HttpClient,
+    /// This proxy's key in each thread's clients.
+    id: u64,
+    /// What each thread's client connects with (TLS settings included).
+    connector: Connector,
     timeout: Duration,
     body_limit: usize,
     rules: AccessRules,
@@ -146,8 +152,10 @@ impl Proxy {
         };
         let mut websocket_origins = vec![config.csrf.public_origin.clone()];
         websocket_origins.extend(config.csrf.trusted.iter().cloned());
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(Some(Self {
-            client: build_client(config)?,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            connector: build_connector(config)?,
             timeout: config.proxy.timeout,
             body_limit: config.proxy.body_limit,
             rules: AccessRules::from_config(config),
@@ -197,7 +205,8 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
-        let answer = match tokio::time::timeout(self.timeout, self.client.request(outbound)).await {
+        let sent = self.with_client(|client| client.request(outbound));
+        let answer = match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => {
                 tracing::warn!(upstream = %self.upstream.to_url(), "the upstream did not answer in time");
                 return ApiError::new(
@@ -267,6 +276,26 @@ impl Proxy {
         Ok(out)
     }
 
+    /// Runs `f` with this thread's client of this proxy, made on first use. Each thread keeps
+    /// its own pool of upstream connections: a connection is opened, driven and reused by the
+    /// thread (the connection loop, see [`crate::workers`]) that serves the requests going
+    /// over it, so no request waits for another thread to be woken. A thread's clients live
+    /// as long as the thread; idle upstream connections close after 30 s either way.
+    fn with_client<R>(&self, f: impl FnOnce(&HttpClient) -> R) -> R {
+        thread_local! {
+            static CLIENTS: RefCell<Vec<(u64, HttpClient)>> = const { RefCell::new(Vec::new()) };
+        }
+        CLIENTS.with_borrow_mut(|clients| {
+            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return f(client);
+            }
+            let client = new_client(self.connector.clone());
+            let answer = f(&client);
+            clients.push((self.id, client));
+            answer
+        })
+    }
+
     /// 413 when the body outgrew the limit while streaming, else 502.
     fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
         if rampart_protect::input::is_length_limit_error(e) {
@@ -333,7 +362,7 @@ async fn forbidden(state: &AppState, d: Denial, user: Option<&AuthenticatedUser>
     ApiError::forbidden().into_response()
 }
 
-fn build_client(config: &Config) -> Result<HttpClient, StartupError> {
+fn build_connector(config: &Config) -> Result<Connector, StartupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = match &config.proxy.ca_file {
         None => hyper_rustls::HttpsConnectorBuilder::new()
@@ -355,11 +384,14 @@ fn build_client(config: &Config) -> Result<HttpClient, StartupError> {
     http.set_nodelay(true);
     http.set_connect_timeout(Some(config.proxy.timeout));
     // HTTP/1.1 only: WebSocket upgrades need it, and it is what upstream apps speak.
-    let connector = tls.https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Ok(tls.https_or_http().enable_http1().wrap_connector(http))
+}
+
+fn new_client(connector: Connector) -> HttpClient {
+    Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector))
+        .build(connector)
 }
 
 /// Makes the proxy the router's fallback when an upstream is configured. With a CA file that

@@ -159,6 +159,7 @@ async fn start_upstream(
             upstream_app(up),
             Duration::from_secs(5),
             tls,
+            None,
             s,
         )
         .await;
