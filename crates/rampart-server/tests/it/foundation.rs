@@ -188,6 +188,55 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(s.output().contains("shutting down gracefully"));
 }
 
+/// Names of the server process's threads that serve connections (`rampart-conn-<i>`).
+fn connection_loop_threads(s: &Server) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", s.child.id())).unwrap();
+    let mut names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("rampart-conn-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Six clients, each on its own connection, five requests each at once; every answer 200.
+async fn six_connections_at_once(s: &Server) {
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = s.url("/healthz");
+        tasks.push(tokio::spawn(async move {
+            let c = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                statuses.push(c.get(&url).send().await.unwrap().status().as_u16());
+            }
+            statuses
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), vec![200; 5]);
+    }
+}
+
+#[tokio::test]
+async fn connections_are_served_by_the_configured_loops_and_stop_gracefully() {
+    let mut s = Server::start(&[("RAMPART_WORKERS", "3")]);
+    assert_eq!(connection_loop_threads(&s), ["rampart-conn-0", "rampart-conn-1", "rampart-conn-2"]);
+    six_connections_at_once(&s).await;
+    let st = s.terminate();
+    assert!(st.success(), "{st:?}");
+
+    // 0: every connection on the shared runtime, no loop threads.
+    let s = Server::start(&[("RAMPART_WORKERS", "0")]);
+    assert!(connection_loop_threads(&s).is_empty());
+    six_connections_at_once(&s).await;
+
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let s = Server::start(&[]);
+    assert_eq!(connection_loop_threads(&s).len(), cpus);
+}
+
 #[test]
 fn migrate_commands_go_up_down_and_report_status() {
     let dir = tempfile::tempdir().unwrap();
