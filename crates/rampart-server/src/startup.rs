@@ -269,11 +269,13 @@ pub async fn serve(config: Config, migrate: bool) -> ExitCode {
             }
         }
     }
-    run_server_tls(listener, app, state.config.limits.header_read_timeout, tls, workers, shutdown)
-        .await;
+    let hrt = state.config.limits.header_read_timeout;
+    run_server_tls(listener, app, hrt, tls, workers.as_ref(), shutdown).await;
     state.shutdown.cancel();
     crate::audit_store::flush(&state).await;
     state.db.close().await;
+    // Only now: database connections opened by a loop are driven by its reactor.
+    drop(workers);
     tracing::info!("rampart stopped");
     ExitCode::SUCCESS
 }
@@ -324,7 +326,7 @@ pub async fn run_server_tls(
     app: axum::Router,
     header_read_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    workers: Option<crate::workers::Workers>,
+    workers: Option<&crate::workers::Workers>,
     shutdown: CancellationToken,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -379,7 +381,7 @@ pub async fn run_server_tls(
                         let _ = watcher.watch(conn.into_owned()).await;
                     })),
                 };
-                match &workers {
+                match workers {
                     Some(workers) => workers.dispatch(stream, job),
                     None => drop(tokio::spawn(job(stream))),
                 }
@@ -391,7 +393,6 @@ pub async fn run_server_tls(
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
         tracing::warn!("in-flight requests did not finish within 30s; closing");
     }
-    drop(workers);
 }
 
 /// Waits for the client's first byte, up to `limit`; false when it never came, the peer closed,

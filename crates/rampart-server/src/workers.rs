@@ -5,15 +5,19 @@
 //! the fewest open connections (ties go round the loops in turn), so a few long-lived
 //! connections from a proxy in front still spread evenly. The socket moves to the chosen loop's
 //! own reactor; every task the connection starts (HTTP/2 streams, the reverse proxy's upstream
-//! connections, WebSocket splices) runs on that loop too. A request then never waits for
-//! another thread to be woken, and the tasks of one request never move between cores: on the
-//! proxied path this served 25–43% more requests per second than the shared work-stealing
+//! connections, WebSocket splices, which keep counting as open) runs on that loop too. A
+//! proxied request and its upstream exchange then stay on one thread instead of hopping
+//! between the client connection's task and the pool's connection task on different cores: on
+//! the proxied path this served 25–43% more requests per second than the shared work-stealing
 //! runtime (ADR 0010).
 //!
-//! What stays on the shared runtime: accepting, and the background tasks started at startup
-//! (audit writer, sweeps, Redis connections). Password hashing has its own threads either way.
-//! `RAMPART_WORKERS=0` serves every connection on the shared runtime instead.
+//! What stays elsewhere: accepting and the background tasks started at startup (audit writer,
+//! sweepers) run on the shared runtime, password hashing on threads of its own. Work that
+//! leaves the request's task still crosses threads: an audit append waits for the writer, a
+//! Redis command for its connection's task. `RAMPART_WORKERS=0` serves every connection on the
+//! shared runtime instead.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -26,8 +30,13 @@ use tokio::sync::mpsc;
 /// What serves one connection once it is on its loop.
 pub type Job = Box<dyn FnOnce(TcpStream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
-/// The connection loops. Dropping this closes them once their connections have ended (the
-/// server's graceful shutdown waits for those first).
+/// A connection on its way to a loop, counted there from the moment it was chosen.
+type Handover = (std::net::TcpStream, Job, Open);
+
+/// The connection loops. Dropping this ends them: tasks still running on them (connections
+/// that outlived the graceful shutdown, WebSocket splices) are dropped and their sockets
+/// closed. The server keeps it until it has drained in-flight requests, flushed the audit log
+/// and closed the database, whose connections may be driven by a loop's reactor.
 #[derive(Debug)]
 pub struct Workers {
     loops: Vec<Loop>,
@@ -37,12 +46,20 @@ pub struct Workers {
 
 #[derive(Debug)]
 struct Loop {
-    tx: mpsc::UnboundedSender<(std::net::TcpStream, Job)>,
+    tx: mpsc::UnboundedSender<Handover>,
     open: Arc<AtomicUsize>,
 }
 
-/// Counts a connection as open on its loop until the connection's task ends.
-struct Open(Arc<AtomicUsize>);
+/// One open connection (or WebSocket splice) counted on a loop until this is dropped.
+#[derive(Debug)]
+pub struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
 
 impl Drop for Open {
     fn drop(&mut self) {
@@ -50,27 +67,34 @@ impl Drop for Open {
     }
 }
 
+thread_local! {
+    /// The open-connection count of the loop running on this thread, if it is one.
+    static THIS_LOOP: RefCell<Option<Arc<AtomicUsize>>> = const { RefCell::new(None) };
+}
+
+/// Counts one more open connection on the loop this runs on (none off the loops), for work
+/// that outlives its HTTP connection, such as a WebSocket splice.
+pub fn count_on_this_loop() -> Option<Open> {
+    THIS_LOOP.with_borrow(|count| count.as_ref().map(Open::new))
+}
+
 impl Workers {
     /// Starts `count` loops (at least one), each on its own thread named `rampart-conn-<i>`.
     ///
     /// # Errors
-    /// When a runtime or a thread cannot be created.
+    /// When a thread or its runtime cannot be created. Loops started before the failure end.
     pub fn start(count: usize) -> io::Result<Self> {
         let mut loops = Vec::with_capacity(count.max(1));
         for i in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let (tx, mut rx) = mpsc::unbounded_channel::<(std::net::TcpStream, Job)>();
-            std::thread::Builder::new().name(format!("rampart-conn-{i}")).spawn(move || {
-                runtime.block_on(async move {
-                    while let Some((stream, job)) = rx.recv().await {
-                        match TcpStream::from_std(stream) {
-                            Ok(stream) => drop(tokio::spawn(job(stream))),
-                            Err(e) => tracing::warn!(error = %e, "cannot take a connection"),
-                        }
-                    }
-                });
-            })?;
-            loops.push(Loop { tx, open: Arc::new(AtomicUsize::new(0)) });
+            let (tx, rx) = mpsc::unbounded_channel::<Handover>();
+            let open = Arc::new(AtomicUsize::new(0));
+            let (started_tx, started) = std::sync::mpsc::channel::<io::Result<()>>();
+            let count = Arc::clone(&open);
+            std::thread::Builder::new()
+                .name(format!("rampart-conn-{i}"))
+                .spawn(move || run_loop(rx, count, &started_tx))?;
+            started.recv().map_err(|_| io::Error::other("a connection loop did not start"))??;
+            loops.push(Loop { tx, open });
         }
         Ok(Self { loops, next: AtomicUsize::new(0) })
     }
@@ -93,33 +117,22 @@ impl Workers {
     /// Serves `stream` with `job` on the loop with the fewest open connections. When no loop
     /// takes it (a loop's thread is gone), the connection is served on the current runtime.
     pub fn dispatch(&self, stream: TcpStream, job: Job) {
-        let std_stream = match stream.into_std() {
+        let mut stream = match stream.into_std() {
             Ok(s) => s,
             Err(e) => return tracing::warn!(error = %e, "cannot hand a connection over"),
         };
-        let mut item = (std_stream, job);
+        let mut job = job;
         for index in self.order() {
             let lane = &self.loops[index];
-            let open = Open(Arc::clone(&lane.open));
-            lane.open.fetch_add(1, Ordering::Relaxed);
-            let (stream, job) = item;
-            let counted: Job = Box::new(move |s| {
-                Box::pin(async move {
-                    let _open = open;
-                    job(s).await;
-                })
-            });
-            match lane.tx.send((stream, counted)) {
+            match lane.tx.send((stream, job, Open::new(&lane.open))) {
                 Ok(()) => return,
-                // The closure (and its count) comes back with the error; the count is undone
-                // when it is dropped, and the connection tries the next loop.
-                Err(mpsc::error::SendError((stream, counted))) => {
+                // The count is undone as the guard drops; the connection tries the next loop.
+                Err(mpsc::error::SendError((back, back_job, _open))) => {
                     tracing::warn!(worker = index, "a connection loop has stopped");
-                    item = (stream, counted);
+                    (stream, job) = (back, back_job);
                 }
             }
         }
-        let (stream, job) = item;
         match TcpStream::from_std(stream) {
             Ok(stream) => drop(tokio::spawn(job(stream))),
             Err(e) => tracing::warn!(error = %e, "cannot take a connection"),
@@ -135,6 +148,35 @@ impl Workers {
         order.sort_by_key(|&i| self.loops[i].open.load(Ordering::Relaxed));
         order
     }
+}
+
+/// The body of a loop's thread: its runtime, then every connection handed to it, each a task
+/// holding its count until it ends.
+fn run_loop(
+    mut rx: mpsc::UnboundedReceiver<Handover>,
+    count: Arc<AtomicUsize>,
+    started: &std::sync::mpsc::Sender<io::Result<()>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
+    THIS_LOOP.with_borrow_mut(|this| *this = Some(count));
+    let _ = started.send(Ok(()));
+    runtime.block_on(async move {
+        while let Some((stream, job, open)) = rx.recv().await {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => drop(tokio::spawn(async move {
+                    let _open = open;
+                    job(stream).await;
+                })),
+                Err(e) => tracing::warn!(error = %e, "cannot take a connection"),
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -245,5 +287,57 @@ mod tests {
         client.read_exact(&mut back).await.unwrap();
         assert_eq!(&back, b"dcba");
         until(|| workers.open_connections() == vec![0]).await;
+    }
+
+    #[tokio::test]
+    async fn work_that_outlives_its_connection_keeps_counting_on_its_loop() {
+        assert!(count_on_this_loop().is_none(), "not a loop thread");
+        let workers = Workers::start(1).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (server, _client) = pair(&listener).await;
+        let (release, released) = oneshot::channel::<()>();
+        workers.dispatch(
+            server,
+            Box::new(move |stream| {
+                Box::pin(async move {
+                    drop(stream);
+                    let held = count_on_this_loop();
+                    tokio::spawn(async move {
+                        let _held = held;
+                        let _ = released.await;
+                    });
+                })
+            }),
+        );
+        // The connection's task has ended; the spawned work still counts.
+        until(|| workers.open_connections() == vec![1]).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(workers.open_connections(), vec![1]);
+        release.send(()).unwrap();
+        until(|| workers.open_connections() == vec![0]).await;
+    }
+
+    #[tokio::test]
+    async fn a_stopped_loop_is_skipped_and_its_count_undone() {
+        let (tx, rx) = mpsc::unbounded_channel::<Handover>();
+        drop(rx);
+        let stopped = Loop { tx, open: Arc::new(AtomicUsize::new(0)) };
+        let workers = Workers { loops: vec![stopped], next: AtomicUsize::new(0) };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (server, mut client) = pair(&listener).await;
+        workers.dispatch(
+            server,
+            Box::new(|mut stream| {
+                Box::pin(async move {
+                    use tokio::io::AsyncWriteExt;
+                    stream.write_all(b"served").await.unwrap();
+                })
+            }),
+        );
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"served", "served on the current runtime instead");
+        assert_eq!(workers.open_connections(), vec![0]);
     }
 }

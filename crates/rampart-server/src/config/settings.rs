@@ -26,8 +26,8 @@ pub const SETTINGS: &[Setting] = &[
     s("listen", "address to listen on (default 127.0.0.1:8080)"),
     s(
         "workers",
-        "single-threaded loops serving connections; 0 serves them on the shared runtime \
-         (default: one per CPU)",
+        "single-threaded loops serving connections, at most 1024; 0 serves them on the shared \
+         runtime (default: one per CPU)",
     ),
     s("public_origin", "origin users reach Rampart at (default http://<listen>)"),
     s("data_dir", "directory for the SQLite database and generated keys (default ./rampart-data)"),

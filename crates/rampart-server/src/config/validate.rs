@@ -609,13 +609,13 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
         .collect()
 }
 
+/// The most connection loops `RAMPART_WORKERS` may ask for.
+pub(super) const MAX_WORKERS: usize = 1024;
+
 /// Password hashes computed at once by default on a machine with `cpus` CPUs: half of them, at
 /// least one. Argon2id is memory-hard: each hash streams its 19 MiB through the caches, and
 /// with every core hashing during a login flood the rest of the server's requests ran with cold
 /// caches (see ADR 0008), however low the hash threads' priority.
-/// The most connection loops `RAMPART_WORKERS` may ask for.
-pub(super) const MAX_WORKERS: usize = 1024;
-
 pub(super) fn default_hash_concurrency(cpus: usize) -> usize {
     (cpus / 2).max(1)
 }

@@ -55,8 +55,7 @@ mod upgrade;
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -118,8 +117,9 @@ type HttpClient = Client<Connector, Body>;
 #[derive(Debug)]
 pub struct Proxy {
     upstream: Upstream,
-    /// This proxy's key in each thread's clients.
-    id: u64,
+    /// This proxy's key in each thread's clients; a thread drops its client once the proxy
+    /// (the only strong holder) is gone.
+    id: Arc<()>,
     /// What each thread's client connects with (TLS settings included).
     connector: Connector,
     timeout: Duration,
@@ -152,9 +152,8 @@ impl Proxy {
         };
         let mut websocket_origins = vec![config.csrf.public_origin.clone()];
         websocket_origins.extend(config.csrf.trusted.iter().cloned());
-        static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(Some(Self {
-            id: IDS.fetch_add(1, Ordering::Relaxed),
+            id: Arc::new(()),
             connector: build_connector(config)?,
             timeout: config.proxy.timeout,
             body_limit: config.proxy.body_limit,
@@ -280,18 +279,21 @@ impl Proxy {
     /// its own pool of upstream connections: a connection is opened, driven and reused by the
     /// thread (the connection loop, see [`crate::workers`]) that serves the requests going
     /// over it, so no request waits for another thread to be woken. A thread's clients live
-    /// as long as the thread; idle upstream connections close after 30 s either way.
+    /// until the proxy is dropped (the thread forgets it at its next new client); idle upstream
+    /// connections close after 30 s either way.
     fn with_client<R>(&self, f: impl FnOnce(&HttpClient) -> R) -> R {
         thread_local! {
-            static CLIENTS: RefCell<Vec<(u64, HttpClient)>> = const { RefCell::new(Vec::new()) };
+            static CLIENTS: RefCell<Vec<(Weak<()>, HttpClient)>> = const { RefCell::new(Vec::new()) };
         }
         CLIENTS.with_borrow_mut(|clients| {
-            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
+            let mine = Arc::downgrade(&self.id);
+            if let Some((_, client)) = clients.iter().find(|(id, _)| id.ptr_eq(&mine)) {
                 return f(client);
             }
+            clients.retain(|(id, _)| id.strong_count() > 0);
             let client = new_client(self.connector.clone());
             let answer = f(&client);
-            clients.push((self.id, client));
+            clients.push((mine, client));
             answer
         })
     }

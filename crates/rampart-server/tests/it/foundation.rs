@@ -188,53 +188,69 @@ fn sigterm_stops_the_server_cleanly() {
     assert!(s.output().contains("shutting down gracefully"));
 }
 
-/// Names of the server process's threads that serve connections (`rampart-conn-<i>`).
-fn connection_loop_threads(s: &Server) -> Vec<String> {
+/// The server process's connection-loop threads (`rampart-conn-<i>`), by name, with the CPU
+/// time each has used so far in clock ticks (user + system, from `/proc`).
+#[cfg(target_os = "linux")]
+fn connection_loops(s: &Server) -> Vec<(String, u64)> {
     let tasks = std::fs::read_dir(format!("/proc/{}/task", s.child.id())).unwrap();
-    let mut names: Vec<String> = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_owned())
-        .filter(|n| n.starts_with("rampart-conn-"))
+    let mut loops: Vec<(String, u64)> = tasks
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?.trim().to_owned();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            // Fields after the parenthesised name: state is the 3rd field, utime the 14th.
+            let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+            name.starts_with("rampart-conn-").then_some((name, ticks))
+        })
         .collect();
-    names.sort();
-    names
+    loops.sort();
+    loops
 }
 
-/// Six clients, each on its own connection, five requests each at once; every answer 200.
-async fn six_connections_at_once(s: &Server) {
+/// Six clients, each on its own connection, `n` requests each at once; every answer 200.
+async fn six_connections_at_once(s: &Server, n: usize) {
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let url = s.url("/healthz");
         tasks.push(tokio::spawn(async move {
             let c = reqwest::Client::new();
             let mut statuses = Vec::new();
-            for _ in 0..5 {
+            for _ in 0..n {
                 statuses.push(c.get(&url).send().await.unwrap().status().as_u16());
             }
             statuses
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), vec![200; 5]);
+        assert_eq!(t.await.unwrap(), vec![200; n]);
     }
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
-async fn connections_are_served_by_the_configured_loops_and_stop_gracefully() {
+async fn connections_are_served_on_the_configured_loops() {
     let mut s = Server::start(&[("RAMPART_WORKERS", "3")]);
-    assert_eq!(connection_loop_threads(&s), ["rampart-conn-0", "rampart-conn-1", "rampart-conn-2"]);
-    six_connections_at_once(&s).await;
+    let names = |loops: &[(String, u64)]| loops.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let before = connection_loops(&s);
+    assert_eq!(names(&before), ["rampart-conn-0", "rampart-conn-1", "rampart-conn-2"]);
+    // Enough requests for every loop to use CPU time (counted in ticks of 10 ms).
+    six_connections_at_once(&s, 1500).await;
+    let after = connection_loops(&s);
+    for ((name, t0), (_, t1)) in before.iter().zip(&after) {
+        assert!(t1 > t0, "{name} served nothing: {before:?} -> {after:?}");
+    }
     let st = s.terminate();
     assert!(st.success(), "{st:?}");
 
     // 0: every connection on the shared runtime, no loop threads.
     let s = Server::start(&[("RAMPART_WORKERS", "0")]);
-    assert!(connection_loop_threads(&s).is_empty());
-    six_connections_at_once(&s).await;
+    assert!(connection_loops(&s).is_empty());
+    six_connections_at_once(&s, 5).await;
 
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let s = Server::start(&[]);
-    assert_eq!(connection_loop_threads(&s).len(), cpus);
+    assert_eq!(connection_loops(&s).len(), cpus);
 }
 
 #[test]

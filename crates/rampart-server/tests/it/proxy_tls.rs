@@ -618,6 +618,26 @@ async fn a_down_upstream_is_502_and_a_slow_one_504() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_proxied_request_in_flight_finish() {
+    let mut f = fixture(&[]).await;
+    let (url, cookie) = (f.rampart.url("/slow"), f.cookie.clone());
+    let in_flight =
+        tokio::spawn(async move { plain().get(url).header("cookie", cookie).send().await });
+    // The upstream holds the answer 3 s; stop Rampart while it waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut rampart = f.rampart;
+    let stopped = tokio::task::spawn_blocking(move || (rampart.terminate(), rampart)).await;
+    let (status, rampart) = stopped.unwrap();
+    assert!(status.success(), "{status:?}");
+    let r = in_flight.await.unwrap().expect("the request in flight was cut");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "late");
+    assert!(rampart.output().contains("shutting down gracefully"));
+    f.rampart = rampart;
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn csrf_refuses_cross_site_cookie_posts_unless_the_rule_turns_it_off() {
     let f = fixture(&[]).await;
     let c = plain();

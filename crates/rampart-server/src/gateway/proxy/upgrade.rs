@@ -42,7 +42,10 @@ pub(super) fn splice(
     };
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let (parts, _) = upstream.into_parts();
+    // The splice outlives the HTTP connection: it keeps counting on its connection loop.
+    let open = crate::workers::count_on_this_loop();
     tokio::spawn(async move {
+        let _open = open;
         let (client, upstream) = match tokio::join!(client, upstream_upgrade) {
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => {
