@@ -152,6 +152,12 @@ pub(crate) struct Results {
     pub(crate) notes: Vec<String>,
 }
 
+/// Answers of the login-flood probe that were not 2xx/3xx, or failed, over every round. A
+/// probe that got errors did not measure the requests the goal is about.
+pub(crate) fn flood_probe_errors(r: &Results) -> u64 {
+    r.flood_rounds.iter().flat_map(|f| [&f.idle, &f.loaded]).map(|w| w.errors + w.non_2xx_3xx).sum()
+}
+
 /// One round of the login-flood measurement.
 #[derive(Serialize, Debug, Clone)]
 pub(crate) struct FloodRound {
