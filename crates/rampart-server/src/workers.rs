@@ -189,6 +189,15 @@ mod tests {
 
     use super::*;
 
+    /// A job from an async closure over the connection's stream.
+    fn job<F, Fut>(f: F) -> Job
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Box::new(move |stream| Box::pin(f(stream)))
+    }
+
     /// A connected pair: the server side (to dispatch) and the client side (kept open).
     async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
@@ -221,13 +230,11 @@ mod tests {
             let threads = Arc::clone(&threads);
             workers.dispatch(
                 server,
-                Box::new(move |stream| {
-                    Box::pin(async move {
-                        let name = std::thread::current().name().unwrap_or("").to_owned();
-                        threads.lock().unwrap().push((i, name));
-                        let _ = released.await;
-                        drop(stream);
-                    })
+                job(move |stream| async move {
+                    let name = std::thread::current().name().unwrap_or("").to_owned();
+                    threads.lock().unwrap().push((i, name));
+                    let _ = released.await;
+                    drop(stream);
                 }),
             );
         }
@@ -254,11 +261,9 @@ mod tests {
             clients.push(client);
             workers.dispatch(
                 server,
-                Box::new(|stream| {
-                    Box::pin(async move {
-                        let _stream = stream;
-                        std::future::pending::<()>().await;
-                    })
+                job(|stream| async move {
+                    let _stream = stream;
+                    std::future::pending::<()>().await;
                 }),
             );
         }
@@ -273,13 +278,11 @@ mod tests {
         let (server, mut client) = pair(&listener).await;
         workers.dispatch(
             server,
-            Box::new(|mut stream| {
-                Box::pin(async move {
-                    let mut buf = [0u8; 4];
-                    stream.read_exact(&mut buf).await.unwrap();
-                    buf.reverse();
-                    stream.write_all(&buf).await.unwrap();
-                })
+            job(|mut stream| async move {
+                let mut buf = [0u8; 4];
+                stream.read_exact(&mut buf).await.unwrap();
+                buf.reverse();
+                stream.write_all(&buf).await.unwrap();
             }),
         );
         client.write_all(b"abcd").await.unwrap();
@@ -298,15 +301,13 @@ mod tests {
         let (release, released) = oneshot::channel::<()>();
         workers.dispatch(
             server,
-            Box::new(move |stream| {
-                Box::pin(async move {
-                    drop(stream);
-                    let held = count_on_this_loop();
-                    tokio::spawn(async move {
-                        let _held = held;
-                        let _ = released.await;
-                    });
-                })
+            job(move |stream| async move {
+                drop(stream);
+                let held = count_on_this_loop();
+                tokio::spawn(async move {
+                    let _held = held;
+                    let _ = released.await;
+                });
             }),
         );
         // The connection's task has ended; the spawned work still counts.
@@ -327,11 +328,9 @@ mod tests {
         let (server, mut client) = pair(&listener).await;
         workers.dispatch(
             server,
-            Box::new(|mut stream| {
-                Box::pin(async move {
-                    use tokio::io::AsyncWriteExt;
-                    stream.write_all(b"served").await.unwrap();
-                })
+            job(|mut stream| async move {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(b"served").await.unwrap();
             }),
         );
         use tokio::io::AsyncReadExt;

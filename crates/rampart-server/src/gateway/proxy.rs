@@ -278,9 +278,9 @@ impl Proxy {
     /// Runs `f` with this thread's client of this proxy, made on first use. Each thread keeps
     /// its own pool of upstream connections: a connection is opened, driven and reused by the
     /// thread (the connection loop, see [`crate::workers`]) that serves the requests going
-    /// over it, so no request waits for another thread to be woken. A thread's clients live
-    /// until the proxy is dropped (the thread forgets it at its next new client); idle upstream
-    /// connections close after 30 s either way.
+    /// over it, so the upstream exchange never waits for another thread. A thread's clients
+    /// live until the proxy is dropped (the thread forgets it at its next new client); idle
+    /// upstream connections close after 30 s either way.
     fn with_client<R>(&self, f: impl FnOnce(&HttpClient) -> R) -> R {
         thread_local! {
             static CLIENTS: RefCell<Vec<(Weak<()>, HttpClient)>> = const { RefCell::new(Vec::new()) };
