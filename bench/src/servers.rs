@@ -305,17 +305,31 @@ pub(crate) fn run_per_core(
     let std_listener = std::net::TcpListener::bind(addr)?;
     let bound = std_listener.local_addr()?;
     drop(std_listener);
+    // Each thread reports once its listener is bound, so "listening" is printed only when every
+    // thread takes connections.
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut handles = Vec::new();
     for _ in 0..threads {
         let make = Arc::clone(&make);
+        let bound_tx = bound_tx.clone();
         handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.set_reuseport(true)?;
-                socket.set_reuseaddr(true)?;
-                socket.bind(bound)?;
-                let listener = socket.listen(1024)?;
+                let listen = || -> std::io::Result<tokio::net::TcpListener> {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.set_reuseport(true)?;
+                    socket.set_reuseaddr(true)?;
+                    socket.bind(bound)?;
+                    socket.listen(1024)
+                };
+                let listener = match listen() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = bound_tx.send(Err(anyhow::anyhow!("bind {bound}: {e}")));
+                        return Ok(());
+                    }
+                };
+                let _ = bound_tx.send(Ok(()));
                 let app = make();
                 axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                     .with_graceful_shutdown(shutdown())
@@ -323,6 +337,10 @@ pub(crate) fn run_per_core(
                 Ok(())
             })
         }));
+    }
+    drop(bound_tx);
+    for _ in 0..threads {
+        bound_rx.recv().context("a serving thread ended before binding")??;
     }
     println!("listening on http://{bound}");
     for h in handles {
