@@ -158,6 +158,12 @@ pub(crate) fn flood_probe_errors(r: &Results) -> u64 {
     r.flood_rounds.iter().flat_map(|f| [&f.idle, &f.loaded]).map(|w| w.errors + w.non_2xx_3xx).sum()
 }
 
+/// Whether the login-flood goal is met: the probe's p99 during the flood at most
+/// [`FLOOD_P99_GOAL`] times its p99 alone (`ratio`), and every probe answer 2xx/3xx.
+pub(crate) fn flood_goal_met(r: &Results, ratio: f64) -> bool {
+    ratio > 0.0 && ratio <= FLOOD_P99_GOAL && flood_probe_errors(r) == 0
+}
+
 /// One round of the login-flood measurement.
 #[derive(Serialize, Debug, Clone)]
 pub(crate) struct FloodRound {

@@ -99,16 +99,6 @@ impl Workers {
         Ok(Self { loops, next: AtomicUsize::new(0) })
     }
 
-    /// How many loops there are.
-    pub fn len(&self) -> usize {
-        self.loops.len()
-    }
-
-    /// Always false: there is at least one loop.
-    pub fn is_empty(&self) -> bool {
-        self.loops.is_empty()
-    }
-
     /// Open connections per loop, in loop order.
     pub fn open_connections(&self) -> Vec<usize> {
         self.loops.iter().map(|l| l.open.load(Ordering::Relaxed)).collect()

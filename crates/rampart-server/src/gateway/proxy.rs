@@ -468,17 +468,17 @@ struct CsrfGuard {
 }
 
 impl ProxyCsrf {
-    /// From the configuration: the same origins, same-site switch and exempt prefixes as the
-    /// global CSRF layer.
-    pub fn from_config(config: &Config) -> Self {
-        if config.proxy.upstream.is_none() {
+    /// From the state: the access rules and the origin policy built once at startup (the same
+    /// origins, same-site switch and exempt prefixes as the global CSRF layer).
+    pub fn from_state(state: &AppState) -> Self {
+        if state.config.proxy.upstream.is_none() {
             return Self(None);
         }
-        let Some(policy) = origin_policy(config) else { return Self(None) };
+        let Some(policy) = state.origin_csrf.clone() else { return Self(None) };
         Self(Some(Arc::new(CsrfGuard {
-            rules: AccessRules::from_config(config),
+            rules: state.access_rules.clone(),
             policy,
-            public_host: config.public_origin.host.clone(),
+            public_host: state.config.public_origin.host.clone(),
         })))
     }
 }

@@ -59,7 +59,7 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
                 .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
                 .option_layer(protect.rate_limit)
                 .layer(axum::middleware::from_fn_with_state(
-                    crate::gateway::proxy::ProxyCsrf::from_config(&state.config),
+                    crate::gateway::proxy::ProxyCsrf::from_state(&state),
                     crate::gateway::proxy::csrf,
                 ))
                 .option_layer(protect.csrf),
