@@ -69,6 +69,31 @@ pub(crate) async fn serve(app: Router, addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`serve`] for a service that is not a bare [`Router`] (a router inside layers), with the
+/// peer address as `ConnectInfo` as [`serve`] gives it.
+pub(crate) async fn serve_service<S>(svc: S, addr: SocketAddr) -> anyhow::Result<()>
+where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+    let local = listener.local_addr()?;
+    println!("listening on http://{local}");
+    let make = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        SocketAddr,
+    >(svc);
+    axum::serve(listener, make).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
 async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

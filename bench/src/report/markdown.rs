@@ -121,7 +121,8 @@ pub(crate) fn render(r: &Results, charts: &[&str]) -> String {
            the cookie; its `POST /login` creates the session (no password check). This is the \
            figure for the sessions goal: at least {LIB_MEMORY_GOAL:.2}× of plain.\n\
          - **lib-protect**: plain's handler behind the workspace's protection layers as an \
-           application embeds them: security headers (strict preset; HSTS only for an https \
+           application embeds them (one stack around the router, as in the crate's example): \
+           security headers (strict preset; HSTS only for an https \
            origin, as in the example and the server), method guard, client-IP resolution \
            (`ClientIpLayer`), rate limiter (default rule, memory store), CSRF layer, body limit. The \
            `GET` is exempt from the default rate-limit rule and the CSRF token check, but every \

@@ -4,11 +4,12 @@
 //! `curl -i -X POST localhost:3000/api/notes -H 'content-type: application/json' -d '{"text":"hi"}'`
 //! (refused: no Origin or Fetch Metadata while the demo session is "logged in").
 
-use axum::extract::Extension;
+use axum::extract::{Extension, Request};
 use axum::response::Html;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Router, ServiceExt};
 use std::net::SocketAddr;
+use tower::ServiceBuilder;
 
 use rampart_core::{Keyring, MasterKey, TrustedProxies};
 use rampart_protect::cors::CorsConfig;
@@ -55,22 +56,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_hsts(public.is_https())
         .with_no_referrer_prefix("/login");
 
-    let app = Router::new()
+    let routes = Router::new()
         .route("/", get(page))
         .route("/api/notes", post(create_note))
-        .route("/logout", post(|| async { "logged out\n" }))
-        .layer(BodyLimitLayer::new(64 * 1024))
-        .layer(CsrfLayer::new(csrf))
-        .layer(Extension(context))
+        .route("/logout", post(|| async { "logged out\n" }));
+    // The stack goes around the whole router, outermost first: it then also covers answers the
+    // router gives itself (404, 405), and each request clones the stack once. `Router::layer`
+    // would box the stack into every route and clone that box per request instead.
+    let app = ServiceBuilder::new()
+        .layer(SecurityHeadersLayer::new(headers))
+        .layer(MethodGuardLayer::new())
+        .layer(CorsLayer::new(CorsConfig::new()))
         // Before anything that counts or records clients; believes no forwarding headers here.
         .layer(ClientIpLayer::new(TrustedProxies::none()))
-        .layer(CorsLayer::new(CorsConfig::new()))
-        .layer(MethodGuardLayer::new())
-        .layer(SecurityHeadersLayer::new(headers));
+        .layer(Extension(context))
+        .layer(CsrfLayer::new(csrf))
+        .layer(BodyLimitLayer::new(64 * 1024))
+        .service(routes);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
     // The client IP layer needs the socket peer.
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    let app = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    axum::serve(listener, app).await?;
     Ok(())
 }

@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY,
-    SERVER,
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE,
+    REFERRER_POLICY, SERVER,
 };
 use http::{Request, Response};
 use rampart_core::token::random_id;
@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::config::SecurityHeadersConfig;
 use crate::future::{after, ResponseFuture};
-use crate::util::{media_type, under_any};
+use crate::util::under_any;
 
 /// `X-Powered-By`, which no response keeps (a constant: no name parsing per response).
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
@@ -62,18 +62,37 @@ pub struct SecurityHeadersLayer {
     prepared: Arc<Prepared>,
 }
 
-/// The configuration and the header set built from it once, shared by every response.
+/// The configuration and the header sets built from it once, shared by every response.
 #[derive(Debug)]
 struct Prepared {
     config: SecurityHeadersConfig,
-    base: HeaderMap,
+    /// The starting set for each combination of the per-path choices, indexed by
+    /// [`variant`]: `Cache-Control: no-store` and `Referrer-Policy: no-referrer` are already in
+    /// the sets that need them, so a response only copies one map instead of inserting them.
+    bases: [HeaderMap; 4],
+}
+
+/// The index into [`Prepared::bases`] for a response's choices.
+fn variant(no_store: bool, no_referrer: bool) -> usize {
+    usize::from(no_store) | usize::from(no_referrer) << 1
 }
 
 impl SecurityHeadersLayer {
     /// A layer sending what `config` says.
     pub fn new(config: SecurityHeadersConfig) -> Self {
-        let base = config.base_headers();
-        Self { prepared: Arc::new(Prepared { config, base }) }
+        let bases = [(false, false), (true, false), (false, true), (true, true)].map(
+            |(no_store, no_referrer)| {
+                let mut base = config.base_headers();
+                if no_store {
+                    base.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                if no_referrer {
+                    base.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                }
+                base
+            },
+        );
+        Self { prepared: Arc::new(Prepared { config, bases }) }
     }
 }
 
@@ -134,24 +153,17 @@ where
     }
 }
 
-/// Builds the response's headers: a copy of the prepared set, the per-response choices on
-/// top, and the response's own headers over both (so whatever the response set itself wins),
-/// less `Server` and `X-Powered-By`. One copy and a hashed insert per own header, instead of
-/// a lookup and insert per security header.
+/// Builds the response's headers: a copy of the prepared set for this response's choices, the
+/// HTML policy on top when the response is HTML, and the response's own headers over both (so
+/// whatever the response set itself wins), less `Server` and `X-Powered-By`. One copy and a
+/// hashed insert per own header, instead of a lookup and insert per security header.
 fn finish<B, E>((result, state): (Result<Response<B>, E>, HeadersState)) -> Result<Response<B>, E> {
     let mut res = result?;
     let authenticated = res.extensions().get::<Authenticated>().is_some();
-    let is_html = is_html(res.headers());
-    let Prepared { config, base } = &*state.prepared;
     let own = std::mem::take(res.headers_mut());
-    let mut headers = base.clone();
-    if state.no_store || authenticated {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if state.no_referrer {
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    }
-    if is_html {
+    let Prepared { config, bases } = &*state.prepared;
+    let mut headers = bases[variant(state.no_store || authenticated, state.no_referrer)].clone();
+    if is_html(&own) {
         match config.html_csp_for(state.nonce.as_str()) {
             Some(value) => headers.insert(CONTENT_SECURITY_POLICY, value),
             None => headers.remove(CONTENT_SECURITY_POLICY),
@@ -162,11 +174,23 @@ fn finish<B, E>((result, state): (Result<Response<B>, E>, HeadersState)) -> Resu
     Ok(res)
 }
 
-/// Whether the `Content-Type` essence is `text/html` or `application/xhtml+xml`.
-fn is_html(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|essence| {
-        essence.eq_ignore_ascii_case("text/html")
-            || essence.eq_ignore_ascii_case("application/xhtml+xml")
+/// Whether the `Content-Type` essence is `text/html` or `application/xhtml+xml` (ASCII case
+/// ignored, parameters and surrounding blanks allowed). Works on the bytes: no UTF-8 or
+/// visible-ASCII pass over the value first.
+pub(super) fn is_html(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    let bytes = value.as_bytes();
+    let start = bytes.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(bytes.len());
+    let rest = &bytes[start..];
+    [&b"text/html"[..], b"application/xhtml+xml"].iter().any(|essence| {
+        rest.len() >= essence.len()
+            && rest[..essence.len()].eq_ignore_ascii_case(essence)
+            && rest[essence.len()..]
+                .iter()
+                .find(|b| !matches!(b, b' ' | b'\t'))
+                .is_none_or(|b| *b == b';')
     })
 }
 

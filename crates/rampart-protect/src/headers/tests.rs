@@ -207,3 +207,48 @@ fn a_nonce_is_drawn_once_and_shared_by_its_clones() {
     assert_ne!(CspNonce::default().as_str(), text, "each response gets its own");
     assert_eq!(CspNonce::from_text("fixed").as_str(), "fixed");
 }
+
+#[tokio::test]
+async fn no_store_and_no_referrer_together_and_own_cache_control_wins() {
+    let config = SecurityHeadersConfig::strict().with_no_referrer_prefix("/api/auth/login");
+    let (h, _) = get(config.clone(), "/api/auth/login").await;
+    assert_eq!(header(&h, "cache-control"), Some("no-store"));
+    assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
+    assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
+    // The response's own Cache-Control beats the prefix's no-store, even with no-referrer.
+    let (h, _) = get(config, "/api/auth/login/own").await;
+    assert_eq!(header(&h, "cache-control"), Some("max-age=60"));
+    assert_eq!(header(&h, "referrer-policy"), Some("no-referrer"));
+    assert_eq!(header(&h, "x-frame-options"), Some("SAMEORIGIN"));
+    // The variants share nothing: a plain path still gets neither.
+    let (h, _) = get(SecurityHeadersConfig::strict(), "/home").await;
+    assert_eq!(header(&h, "cache-control"), None);
+    assert_eq!(header(&h, "referrer-policy"), Some("strict-origin-when-cross-origin"));
+}
+
+#[test]
+fn html_is_recognised_by_its_media_type_only() {
+    let cases: &[(&[u8], bool)] = &[
+        (b"text/html", true),
+        (b"text/html; charset=utf-8", true),
+        (b"Text/HTML;charset=utf-8", true),
+        (b"  text/html  ; q=1", true),
+        (b"\ttext/html\t", true),
+        (b"application/xhtml+xml", true),
+        (b"APPLICATION/XHTML+XML; charset=utf-8", true),
+        (b"text/htmlx", false),
+        (b"text/html-sandboxed", false),
+        (b"text/htm", false),
+        (b"application/json", false),
+        (b"text/plain; x=text/html", false),
+        (b"", false),
+        (b"\xfftext/html", false),
+        (b"text/html\xff", false),
+    ];
+    for (value, want) in cases {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, http::HeaderValue::from_bytes(value).unwrap());
+        assert_eq!(layer::is_html(&h), *want, "{:?}", String::from_utf8_lossy(value));
+    }
+    assert!(!layer::is_html(&HeaderMap::new()));
+}
