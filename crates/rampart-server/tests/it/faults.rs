@@ -494,19 +494,34 @@ async fn three_instances_behind_one_balancer_share_setup_logout_and_rate_limits(
     let spent = 102;
     let more = (0..200).map(|_| post_status(&c, base, "/api/setup", &body));
     let statuses = futures_util::future::join_all(more).await;
-    let refilled = usize::try_from(started.elapsed().as_secs() / 4).unwrap() + 1;
     let limited = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
-    let admitted = statuses.len() - limited;
+    let mut admitted = statuses.len() - limited;
+    assert!(admitted >= QUOTA - spent - 5, "only {admitted} admitted: {statuses:?}");
+
+    // Straight to each instance, bypassing the balancer, the shared limit refuses too. A token
+    // the sustained rate gave back may admit one request (409, already set up), never three in a
+    // row on one instance: an instance with a limit of its own would admit them all.
+    for s in &servers {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            seen.push(post_status(&c, &s.base, "/api/setup", &body).await);
+            if seen.last() == Some(&StatusCode::TOO_MANY_REQUESTS) {
+                break;
+            }
+        }
+        assert_eq!(
+            seen.last(),
+            Some(&StatusCode::TOO_MANY_REQUESTS),
+            "direct to {}: {seen:?}",
+            s.base
+        );
+        admitted += seen.len() - 1;
+    }
+    let refilled = usize::try_from(started.elapsed().as_secs() / 4).unwrap() + 1;
     assert!(
         admitted <= QUOTA - spent + refilled,
         "{admitted} admitted past the quota ({refilled} refilled): {statuses:?}"
     );
-    assert!(admitted >= QUOTA - spent - 5, "only {admitted} admitted: {statuses:?}");
-    for s in &servers {
-        let r = c.post(format!("{}/api/setup", s.base)).header("origin", ORIGIN).json(&body);
-        let r = r.send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "direct to {}", s.base);
-    }
     drop(lb);
 }
 
