@@ -484,7 +484,7 @@ fn rerun_section(s: &mut String, r: &Results) {
     let _ = writeln!(
         s,
         "\nKnobs (environment): `BENCH_DURATION` (s per load run, default 10), `BENCH_WARMUP` (2), \
-         `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (32), `BENCH_ROUNDS` (3), \
+         `BENCH_THREADS` (2), `BENCH_CONNECTIONS` (32), `BENCH_ROUNDS` (5), \
          `BENCH_REDIS_REQUESTS` (2000), `BENCH_FLOOD_CLIENTS` (64), `BENCH_WAIT_IDLE` (60), \
          `BENCH_MICRO=0` (skip the micro-benchmarks; the last `docs/bench/micro.json` is then \
          shown, marked as from another run), `RAMPART_TEST_POSTGRES_URL` (Postgres for the audit \

@@ -71,6 +71,23 @@ pub(crate) fn decode_hex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Whether `text` is the hex form of `bytes` (64 characters, either case), without decoding it:
+/// the verifier's fast path, since a stored hash almost always matches the one it expects.
+pub(crate) fn is_hex_of(text: &str, bytes: &[u8; 32]) -> bool {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return false;
+    }
+    // No early exit, so the loop compiles to straight-line code; hashes are public.
+    let mut diff = 0u8;
+    for (pair, b) in text.chunks_exact(2).zip(bytes) {
+        diff |= pair[0].to_ascii_lowercase() ^ HEX[usize::from(b >> 4)];
+        diff |= pair[1].to_ascii_lowercase() ^ HEX[usize::from(b & 0xf)];
+    }
+    diff == 0
+}
+
 /// Clears `buf` and writes the canonical encoding of `event` with `prev` as its previous hash.
 pub(crate) fn encode_into(buf: &mut Vec<u8>, event: &AuditEvent, prev: &[u8; 32]) {
     buf.clear();
@@ -289,6 +306,31 @@ mod tests {
         variants.push(e);
         for v in variants {
             assert_ne!(canonical_bytes(&v).unwrap(), base);
+        }
+    }
+
+    #[test]
+    fn hex_comparison_takes_either_case_and_nothing_else() {
+        let bytes: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
+        let lower = hex::encode(bytes);
+        assert!(is_hex_of(&lower, &bytes));
+        assert!(is_hex_of(&lower.to_uppercase(), &bytes));
+        assert_eq!(decode_hex32(&lower.to_uppercase()), Some(bytes));
+        let mut other = bytes;
+        other[31] ^= 1;
+        assert!(!is_hex_of(&lower, &other));
+        assert!(!is_hex_of(&lower[..62], &bytes));
+        assert!(!is_hex_of(&format!("{lower}00"), &bytes));
+        // A character that is not hex never stands in for a digit, whatever its bits.
+        for (i, c) in lower.char_indices() {
+            for bad in ['g', 'G', ' ', '\u{10}', char::from(c as u8 ^ 0x20)] {
+                if bad.eq_ignore_ascii_case(&c) {
+                    continue;
+                }
+                let mut t = lower.clone();
+                t.replace_range(i..=i, &bad.to_string());
+                assert!(!is_hex_of(&t, &bytes), "{t}");
+            }
         }
     }
 

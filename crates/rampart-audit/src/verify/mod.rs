@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use rampart_core::Keyring;
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{decode_hex32, encode_into, hash_with_prev};
+use crate::canonical::{decode_hex32, encode_into, hash_with_prev, is_hex_of};
 use crate::checkpoint::{Checkpoint, PruneAnchor};
 use crate::event::{AuditEvent, EventKind};
 
@@ -288,17 +288,24 @@ impl<'a> Verifier<'a> {
             };
             return Err(fail(event, reason, Some(c.expected)));
         }
-        let prev = decode_hex32(&event.prev_hash)
-            .ok_or_else(|| fail(event, FailureReason::MalformedHash, None))?;
-        if prev != c.last_hash {
-            return Err(fail(event, FailureReason::PrevHashMismatch, None));
+        // Both hash fields are compared in their text form with what they must be, and decoded
+        // only when they differ, to tell a malformed field from a wrong one.
+        let prev = c.last_hash;
+        if !is_hex_of(&event.prev_hash, &prev) {
+            let reason = match decode_hex32(&event.prev_hash) {
+                None => FailureReason::MalformedHash,
+                Some(_) => FailureReason::PrevHashMismatch,
+            };
+            return Err(fail(event, reason, None));
         }
-        let stored = decode_hex32(&event.hash)
-            .ok_or_else(|| fail(event, FailureReason::MalformedHash, None))?;
         encode_into(buf, event, &prev);
         let computed = hash_with_prev(&prev, buf);
-        if computed != stored {
-            return Err(fail(event, FailureReason::HashMismatch, None));
+        if !is_hex_of(&event.hash, &computed) {
+            let reason = match decode_hex32(&event.hash) {
+                None => FailureReason::MalformedHash,
+                Some(_) => FailureReason::HashMismatch,
+            };
+            return Err(fail(event, reason, None));
         }
         if event.event == EventKind::AuditCheckpoint {
             self.check_embedded_checkpoint(event, &prev)?;
