@@ -307,6 +307,28 @@ fn malformed_hashes_are_reported() {
     let (mut events, _) = build("a", 3, 0);
     events[1].hash = "xyz".into();
     assert_eq!(failure(&run(events)).reason, FailureReason::MalformedHash);
+    // Not hex, with the right length, in either hash field of an event after the first.
+    let (mut events, _) = build("a", 3, 0);
+    events[1].prev_hash = "g".repeat(64);
+    let f = failure(&run(events)).clone();
+    assert_eq!((f.seq, f.reason), (2, FailureReason::MalformedHash));
+    let (mut events, _) = build("a", 3, 0);
+    events[2].hash.replace_range(0..1, "z");
+    let f = failure(&run(events)).clone();
+    assert_eq!((f.seq, f.reason), (3, FailureReason::MalformedHash));
+}
+
+#[test]
+fn hashes_written_in_upper_case_still_verify() {
+    let (mut events, _) = build("a", 5, 2);
+    for e in &mut events {
+        e.hash = e.hash.to_uppercase();
+        e.prev_hash = e.prev_hash.to_uppercase();
+    }
+    let total = events.len() as u64;
+    let report = run(events);
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, total);
 }
 
 #[test]
