@@ -11,9 +11,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{MatchedPath, State};
 use parking_lot::Mutex;
 
 use crate::state::AppState;
@@ -131,14 +129,17 @@ fn esc(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Counts every request by route template, method and status, with its latency.
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = req.method().clone();
-    let res = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state.metrics.request(route, &method, res.status().as_u16(), started.elapsed());
+/// Counts a finished request by route template (`unmatched` without one), method and status,
+/// with its latency, and the store errors its answer names.
+pub(crate) fn record<B>(
+    state: &AppState,
+    route: Option<&MatchedPath>,
+    method: &axum::http::Method,
+    started: std::time::Instant,
+    res: &axum::http::Response<B>,
+) {
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    state.metrics.request(route, method, res.status().as_u16(), started.elapsed());
     let store = match res.extensions().get::<crate::error::ErrorCode>().map(|c| c.0) {
         Some("session_store_unavailable") => Some("session"),
         Some("database_unavailable") => Some("database"),
@@ -152,7 +153,6 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     if let Some(store) = store {
         state.metrics.store_error(store);
     }
-    res
 }
 
 /// One route's counters by (method, status) and its rendered latency histogram.

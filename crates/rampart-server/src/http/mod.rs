@@ -6,6 +6,7 @@
 
 pub mod health;
 pub mod input;
+pub mod observe;
 pub mod request_id;
 
 use std::time::Duration;
@@ -41,11 +42,7 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
     routes
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    crate::metrics::middleware,
-                ))
-                .layer(axum::middleware::from_fn_with_state(state.clone(), request_id::middleware))
+                .layer(observe::ObserveLayer::new(state.clone()))
                 .layer(protect.headers)
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(axum::middleware::map_response(timeout_response))

@@ -7,10 +7,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use rampart_core::ClientIp;
 
 use crate::error::RequestId;
@@ -45,9 +43,17 @@ pub fn client_ip_of(
     rampart_protect::client_ip::resolve(&state.config.trusted_proxies, peer.ip(), headers)
 }
 
-/// The middleware.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
+/// What the request-id part of [`observe`](crate::http::observe) sets on the way in and needs
+/// on the way out.
+pub(crate) struct Tagged {
+    pub(crate) id: String,
+    pub(crate) header: Option<HeaderValue>,
+    pub(crate) client_ip: ClientIp,
+}
+
+/// Gives `req` its request id (kept from a trusted proxy or fresh), the `x-request-id` header,
+/// and the [`RequestId`] and [`ClientIp`] extensions.
+pub(crate) fn tag(state: &AppState, req: &mut Request) -> Tagged {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -59,20 +65,38 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .filter(|_| trusted_peer)
         .and_then(acceptable_inbound)
         .unwrap_or_else(|| rampart_core::token::random_id(16));
-    let client_ip = client_ip_of(&state, peer, req.headers());
+    let client_ip = client_ip_of(state, peer, req.headers());
     let header = HeaderValue::from_str(&id).ok();
     if let Some(v) = &header {
         req.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(client_ip);
-    let method = req.method().clone();
-    // A shared handle on the URI, not a copy of the path: the access line below is only
-    // formatted when its level is on.
-    let uri = req.uri().clone();
+    Tagged { id, header, client_ip }
+}
 
-    let mut res = CURRENT_REQUEST_ID.scope(id.clone(), next.run(req)).await;
+/// Runs `f` (the inner service's `call`) with the request id as the task-local id.
+pub(crate) fn with_id<R>(id: String, f: impl FnOnce() -> R) -> R {
+    CURRENT_REQUEST_ID.sync_scope(id, f)
+}
 
+/// `fut` polled with the request id as the task-local id.
+pub(crate) fn scoped<F: std::future::Future>(
+    id: String,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<String, F> {
+    CURRENT_REQUEST_ID.scope(id, fut)
+}
+
+/// Puts the id on the response and writes the access line.
+pub(crate) fn finish<B>(
+    tagged: Tagged,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    started: Instant,
+    res: &mut axum::http::Response<B>,
+) {
+    let Tagged { id, header, client_ip } = tagged;
     if let Some(v) = header {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
@@ -88,5 +112,4 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         client_ip = %client_ip,
         "request"
     );
-    res
 }
