@@ -31,7 +31,7 @@
 //!   `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are removed both ways; `Upgrade`
 //!   survives only in a WebSocket handshake.
 //! - **CSRF.** The global CSRF layer needs Rampart's session-bound token, which an upstream app
-//!   cannot know. For proxied paths [`csrf`] takes its place: it removes the
+//!   cannot know. For proxied paths [`ProxyCsrf`] takes its place: it removes the
 //!   [`CsrfContext`] (so the global layer lets the request pass) and, for a request
 //!   authenticated by the session cookie with an unsafe method, applies the origin half of the
 //!   same policy — Fetch Metadata, then `Origin`, then `Referer`, none of them means refusal —
@@ -45,7 +45,7 @@
 //!   its response head (504 `upstream_timeout`), connection failures are 502
 //!   `upstream_unavailable`, and request bodies stream under `RAMPART_PROXY_BODY_LIMIT`
 //!   (10 MiB, 413 `payload_too_large`) instead of the small JSON limit of Rampart's own routes
-//!   ([`body_limit`]). The request timeout of the server still bounds the time to the response
+//!   ([`BodyLimits`]). The request timeout of the server still bounds the time to the response
 //!   head, upload included. Response bodies are not time-bounded once they started.
 //! - The security-header layer adds its headers to upstream answers only where absent, so an
 //!   upstream's own `Content-Security-Policy` is kept (and an upstream can weaken headers).
@@ -56,13 +56,14 @@ mod upgrade;
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::future::{ready, Either, Ready};
 use http::header::{HeaderValue, CACHE_CONTROL, EXPECT, HOST, LOCATION};
 use http::{StatusCode, Uri, Version};
 use hyper::upgrade::OnUpgrade;
@@ -73,11 +74,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rampart_audit::{EventKind, NewEvent, Outcome};
 use rampart_core::ClientIp;
 use rampart_protect::csrf::{CsrfConfig, CsrfContext, CsrfPolicy};
+use rampart_protect::input::BodyLimit;
 use rampart_protect::input::PayloadTooLarge;
 use rampart_protect::BodyLimitLayer;
 use serde_json::json;
 use tokio_rustls::rustls;
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service};
 
 use crate::audit::{NewEventExt, RequestMeta};
 use crate::auth::{Auth, AuthenticatedUser};
@@ -442,16 +444,45 @@ impl BodyLimits {
     }
 }
 
-/// Middleware applying [`BodyLimits`] by path. Bodies still stream: the limit counts bytes as
-/// they pass.
-pub async fn body_limit(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
-    let layer = match limits.proxied {
-        Some(proxied) if !is_own_path(req.uri().path()) => proxied,
-        _ => limits.own,
-    };
-    match layer.layer(next).oneshot(req).await {
-        Ok(res) => res,
-        Err(never) => match never {},
+impl<S: Clone> Layer<S> for BodyLimits {
+    type Service = PathBodyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PathBodyLimit {
+            proxied: self.proxied.map(|l| l.layer(inner.clone())),
+            own: self.own.layer(inner),
+        }
+    }
+}
+
+/// Applies [`BodyLimits`] by path. Bodies still stream: the limit counts bytes as they pass.
+#[derive(Debug, Clone)]
+pub struct PathBodyLimit<S> {
+    own: BodyLimit<S>,
+    proxied: Option<BodyLimit<S>>,
+}
+
+impl<S> Service<Request> for PathBodyLimit<S>
+where
+    BodyLimit<S>: Service<Request>,
+{
+    type Response = <BodyLimit<S> as Service<Request>>::Response;
+    type Error = <BodyLimit<S> as Service<Request>>::Error;
+    type Future = <BodyLimit<S> as Service<Request>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        ready!(self.own.poll_ready(cx))?;
+        match &mut self.proxied {
+            Some(proxied) => proxied.poll_ready(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match &mut self.proxied {
+            Some(proxied) if !is_own_path(req.uri().path()) => proxied.call(req),
+            _ => self.own.call(req),
+        }
     }
 }
 
@@ -504,22 +535,61 @@ pub fn origin_policy(config: &Config) -> Option<CsrfPolicy> {
     Some(CsrfPolicy::new(cfg))
 }
 
-/// Middleware between authentication and the global CSRF layer, for proxied paths only.
-pub async fn csrf(State(guard): State<ProxyCsrf>, mut req: Request, next: Next) -> Response {
-    let Some(g) = guard.0.as_deref() else { return next.run(req).await };
-    if is_own_path(req.uri().path()) {
-        return next.run(req).await;
+impl<S> Layer<S> for ProxyCsrf {
+    type Service = ProxyCsrfService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProxyCsrfService { inner, guard: self.0.clone() }
     }
-    let context = req.extensions_mut().remove::<CsrfContext>();
-    let by_cookie = context.is_some_and(|c| c.expected_token.is_some());
-    if by_cookie && g.rules.csrf_applies(&g.public_host, req.uri().path(), req.method()) {
-        if let Err(rejection) =
-            g.policy.decide(req.method(), req.uri().path(), req.headers(), None, None)
-        {
-            return rejection.to_response(&current_request_id());
+}
+
+/// Sits between authentication and the global CSRF layer and checks proxied paths only.
+#[derive(Debug, Clone)]
+pub struct ProxyCsrfService<S> {
+    inner: S,
+    guard: Option<Arc<CsrfGuard>>,
+}
+
+impl<S> Service<Request> for ProxyCsrfService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if let Some(g) = self.guard.as_deref() {
+            if !is_own_path(req.uri().path()) {
+                if let Some(refused) = g.refusal(&mut req) {
+                    return Either::Left(ready(Ok(refused)));
+                }
+            }
         }
+        Either::Right(self.inner.call(req))
     }
-    next.run(req).await
+}
+
+impl CsrfGuard {
+    /// For a proxied path: takes the [`CsrfContext`] out of the request (so the global layer
+    /// lets it pass) and, for a request made with the session cookie, applies the origin
+    /// policy unless the matching rule turns CSRF off. The answer is the refusal, if any.
+    fn refusal(&self, req: &mut Request) -> Option<Response> {
+        let context = req.extensions_mut().remove::<CsrfContext>();
+        let by_cookie = context.is_some_and(|c| c.expected_token.is_some());
+        if by_cookie && self.rules.csrf_applies(&self.public_host, req.uri().path(), req.method()) {
+            if let Err(rejection) =
+                self.policy.decide(req.method(), req.uri().path(), req.headers(), None, None)
+            {
+                return Some(rejection.to_response(&current_request_id()));
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]

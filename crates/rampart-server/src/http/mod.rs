@@ -49,16 +49,10 @@ pub fn app_with_routes(state: AppState, extra: Router<AppState>) -> Router {
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
                 .option_layer(protect.cors)
                 .layer(protect.methods)
-                .layer(axum::middleware::from_fn_with_state(
-                    crate::gateway::proxy::BodyLimits::new(protect.body_limit, &state.config),
-                    crate::gateway::proxy::body_limit,
-                ))
+                .layer(crate::gateway::proxy::BodyLimits::new(protect.body_limit, &state.config))
                 .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::middleware))
                 .option_layer(protect.rate_limit)
-                .layer(axum::middleware::from_fn_with_state(
-                    crate::gateway::proxy::ProxyCsrf::from_state(&state),
-                    crate::gateway::proxy::csrf,
-                ))
+                .layer(crate::gateway::proxy::ProxyCsrf::from_state(&state))
                 .option_layer(protect.csrf),
         )
         .with_state(state)

@@ -4,12 +4,12 @@
 //! request costs no copy of the stack beneath it and no boxed future (a middleware written as
 //! an async function must clone its inner service and box its future on every request).
 //!
-//! On the way in: the request id ([`request_id::tag`]: kept from a trusted proxy or fresh) as
+//! On the way in: the request id (`request_id::tag`: kept from a trusted proxy or fresh) as
 //! the `x-request-id` header, the [`RequestId`](crate::error::RequestId) and
 //! [`ClientIp`](rampart_core::ClientIp) extensions, and the task-local id that error bodies
 //! read, set while the inner service is called and while its future runs. On the way out: the
 //! id on the response, the access line, and the request counted by route template, method,
-//! status and latency ([`metrics::record`]).
+//! status and latency (`metrics::record`).
 
 use std::convert::Infallible;
 use std::future::Future;
