@@ -1,4 +1,5 @@
-//! Request ids, client IP resolution and the access log, as the outermost middleware.
+//! Request ids, client IP resolution and the access log, applied by the outermost layer,
+//! [`observe`](crate::http::observe).
 //!
 //! Every response carries `x-request-id`. An inbound id is kept only when the peer is a trusted
 //! proxy and the id is short and plain; otherwise a fresh one is generated. The id is available
