@@ -156,8 +156,13 @@ fn is_port(p: &str) -> bool {
     !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// One `Forwarded` element (RFC 7239), e.g. `for=192.0.2.1;proto=https` or
-/// `for="[2001:db8::1]:4711"`. An element without a usable `for=` is malformed.
+/// The `for=` address of one `Forwarded` element (RFC 7239), e.g. `for=192.0.2.1;proto=https`
+/// or `for="[2001:db8::1]:4711"`. `None` for an element without a usable `for=` (malformed,
+/// or an obfuscated identifier such as `for=_hidden` or `for=unknown`).
+pub fn forwarded_element_ip(element: &str) -> Option<IpAddr> {
+    parse_forwarded_element(element)
+}
+
 fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
     for pair in element.split(';') {
         let (k, v) = match pair.trim().split_once('=') {

@@ -1,7 +1,8 @@
 //! Cross-site request forgery protection: Fetch Metadata, then `Origin`/`Referer`, then a
 //! session-bound token.
 //!
-//! Only POST, PUT, PATCH and DELETE are checked. A request is checked when it carries an
+//! Every method but the safe GET, HEAD, OPTIONS and TRACE is checked (POST, PUT, PATCH and
+//! DELETE, and any other method an application might act on). A request is checked when it carries an
 //! ambient credential (the server put a [`CsrfContext`] with an `expected_token` into the
 //! request extensions because a session cookie authenticated it) or when its path is one of
 //! the origin-only prefixes (login, setup, sign-up: no session yet, but login CSRF is still an

@@ -197,9 +197,11 @@ impl CsrfPolicy {
         &self.config
     }
 
-    /// Whether `method` changes state and is therefore checked: POST, PUT, PATCH, DELETE.
+    /// Whether `method` may change state and is therefore checked: every method but the safe
+    /// GET, HEAD, OPTIONS and TRACE. Method names are case-sensitive, so `post` or an invented
+    /// method is checked too (an application behind the layer may still act on it).
     pub fn is_checked_method(method: &Method) -> bool {
-        matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE)
+        !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
     }
 
     /// Decides one request. `form_token` is the `csrf_token` field of a form body, when the

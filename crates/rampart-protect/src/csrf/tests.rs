@@ -78,6 +78,11 @@ fn run(policy: &CsrfPolicy, cases: Vec<Case>) {
     }
 }
 
+/// A method by name (extension methods included).
+fn m(name: &str) -> Method {
+    Method::from_bytes(name.as_bytes()).unwrap()
+}
+
 #[test]
 fn decides_by_method_path_and_credential() {
     use CsrfReason::*;
@@ -92,6 +97,17 @@ fn decides_by_method_path_and_credential() {
             case("PUT is checked", Method::PUT, "/api/x", CROSS, s, Err(CrossSiteFetch)),
             case("PATCH is checked", Method::PATCH, "/api/x", CROSS, s, Err(CrossSiteFetch)),
             case("DELETE is checked", Method::DELETE, "/api/x", CROSS, s, Err(CrossSiteFetch)),
+            case("TRACE passes", Method::TRACE, "/api/x", CROSS, s, Ok(())),
+            case("lower-case post is checked", m("post"), "/api/x", CROSS, s, Err(CrossSiteFetch)),
+            case(
+                "WebDAV method is checked",
+                m("PROPPATCH"),
+                "/api/x",
+                CROSS,
+                s,
+                Err(CrossSiteFetch),
+            ),
+            case("invented method is checked", m("FOO"), "/api/x", CROSS, s, Err(CrossSiteFetch)),
             case("exempt prefix", Method::POST, "/hooks/github", CROSS, s, Ok(())),
             case("exempt exact", Method::POST, "/hooks", CROSS, s, Ok(())),
             case("exempt is per segment", Method::POST, "/hooksx", CROSS, s, Err(CrossSiteFetch)),

@@ -14,8 +14,11 @@
 //! | cross-site unsafe request with the session cookie | 403 `csrf_rejected`, audited | |
 //! | session store down | 503 `session_store_unavailable` | |
 //!
-//! The original request is read from `X-Forwarded-Method`, `X-Forwarded-Uri` (else
-//! `X-Original-URI`) and `X-Forwarded-Host`.
+//! The original request is read from `X-Forwarded-Method`, `X-Forwarded-Uri` (or
+//! `X-Original-URI`) and `X-Forwarded-Host`. Each must arrive at most once, non-empty and in
+//! visible ASCII, and when both URI headers arrive they must agree: otherwise the answer is 403
+//! (audited as `access_denied`, rule `invalid_path`), never a decision about the verify
+//! request itself.
 //!
 //! # Security considerations
 //! - Those headers are believed **only from `RAMPART_TRUSTED_PROXIES`**; from anyone else the
@@ -50,7 +53,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::identity::insert_identity_headers;
-use super::rules::{normalize_path, AccessRules, Decision};
+use super::rules::{normalize_path, AccessRules, Decision, INVALID_PATH};
 use crate::audit::{NewEventExt, RequestMeta};
 use crate::auth::{store_unavailable, Auth};
 use crate::error::ApiError;
@@ -77,19 +80,40 @@ pub struct OriginalRequest {
     pub uri: String,
 }
 
-fn first_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    let v = headers.get(name)?.to_str().ok()?;
-    let first = v.split(',').next()?.trim();
-    (!first.is_empty()).then(|| first.to_owned())
+/// The one value of a forwarding header: `Ok(None)` when absent, `Err` when it is sent more
+/// than once, is empty or is not visible ASCII (a raw byte the proxy passed through).
+fn single_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Unreadable> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Unreadable);
+    }
+    match value.to_str() {
+        Ok(text) if !text.trim().is_empty() => Ok(Some(text)),
+        _ => Err(Unreadable),
+    }
 }
 
+/// The forwarding headers of a trusted proxy describe no request that can be judged: one is
+/// repeated, empty, not visible ASCII, or the two URI headers disagree. Refused, never
+/// replaced by the verify request's own method, host or URI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
 /// The original request: from the forwarding headers when `trusted`, else the request's own.
+///
+/// # Errors
+/// [`Unreadable`] when `trusted` and a forwarding header cannot be read as exactly one value,
+/// or `X-Forwarded-Uri` and `X-Original-URI` are both sent and differ (a client can add the
+/// one its proxy does not set, and proxies pass client headers on to the auth request).
 pub fn original_request(
     trusted: bool,
     headers: &HeaderMap,
     own_method: &Method,
     own_uri: &axum::http::Uri,
-) -> OriginalRequest {
+) -> Result<OriginalRequest, Unreadable> {
     let own_host = || {
         headers
             .get(header::HOST)
@@ -100,20 +124,31 @@ pub fn original_request(
     };
     let own_path = || own_uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.to_string());
     if !trusted {
-        return OriginalRequest { method: own_method.clone(), host: own_host(), uri: own_path() };
+        return Ok(OriginalRequest {
+            method: own_method.clone(),
+            host: own_host(),
+            uri: own_path(),
+        });
     }
-    let method = headers
-        .get("x-forwarded-method")
-        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-        .unwrap_or_else(|| own_method.clone());
-    let uri = headers
-        .get("x-forwarded-uri")
-        .or_else(|| headers.get("x-original-uri"))
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty())
-        .map_or_else(own_path, str::to_owned);
-    let host = first_value(headers, "x-forwarded-host").unwrap_or_else(own_host);
-    OriginalRequest { method, host, uri }
+    let method = match single_value(headers, "x-forwarded-method")? {
+        Some(m) => Method::from_bytes(m.trim().as_bytes()).map_err(|_| Unreadable)?,
+        None => own_method.clone(),
+    };
+    let uri =
+        match (single_value(headers, "x-forwarded-uri")?, single_value(headers, "x-original-uri")?)
+        {
+            (Some(a), Some(b)) if a != b => return Err(Unreadable),
+            (Some(u), _) | (None, Some(u)) => u.to_owned(),
+            (None, None) => own_path(),
+        };
+    let host = match single_value(headers, "x-forwarded-host")? {
+        Some(h) => match h.split(',').next().map(str::trim) {
+            Some(first) if !first.is_empty() => first.to_owned(),
+            _ => return Err(Unreadable),
+        },
+        None => own_host(),
+    };
+    Ok(OriginalRequest { method, host, uri })
 }
 
 #[derive(Deserialize, Default)]
@@ -146,10 +181,12 @@ async fn verify(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_some_and(|c| state.config.trusted_proxies.contains(c.0.ip()));
-    let original = original_request(trusted, req.headers(), req.method(), req.uri());
     let auth = req.extensions().get::<Auth>().cloned().unwrap_or(Auth::Anonymous);
-    let rules = &state.access_rules;
     let user = auth.user();
+    let Ok(original) = original_request(trusted, req.headers(), req.method(), req.uri()) else {
+        return unreadable(&state, &meta, user).await;
+    };
+    let rules = &state.access_rules;
     let decision = rules.decide(&original.host, &original.uri, &original.method, user);
     let mut res = match decision {
         Decision::Allow => {
@@ -211,6 +248,28 @@ async fn verify(
     res
 }
 
+/// 403 for forwarding headers that describe no readable request ([`Unreadable`]), audited as
+/// `access_denied` under the rule name [`INVALID_PATH`], once per caller per bound.
+async fn unreadable(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: Option<&crate::auth::AuthenticatedUser>,
+) -> Response {
+    let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied)
+        .with(json!({"via": "forward_auth", "rule": INVALID_PATH, "reason": "unreadable_forwarding_headers"}));
+    let who = match user {
+        Some(u) => {
+            ev = ev.by(u);
+            u.user_id.clone()
+        }
+        None => meta.ip_bucket(),
+    };
+    state.audit_bounded_key(meta, &format!("deny|{who}|{INVALID_PATH}"), ev).await;
+    let mut res = ApiError::forbidden().into_response();
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
 /// The proxy's CSRF check for an allowed request: it applies to unsafe requests authenticated
 /// by the session cookie whose matching rule does not say `csrf = false`, as in the reverse
 /// proxy. The browser's `Origin`, `Sec-Fetch-Site` and `Referer` arrive with the other
@@ -257,7 +316,7 @@ mod tests {
             ("x-forwarded-host", "app.example.com, evil.example"),
         ]);
         let uri: axum::http::Uri = "/auth/verify?redirect=1".parse().unwrap();
-        let own = original_request(false, &h, &Method::GET, &uri);
+        let own = original_request(false, &h, &Method::GET, &uri).unwrap();
         assert_eq!(
             own,
             OriginalRequest {
@@ -266,7 +325,7 @@ mod tests {
                 uri: "/auth/verify?redirect=1".into()
             }
         );
-        let fwd = original_request(true, &h, &Method::GET, &uri);
+        let fwd = original_request(true, &h, &Method::GET, &uri).unwrap();
         assert_eq!(
             fwd,
             OriginalRequest {
@@ -276,7 +335,50 @@ mod tests {
             }
         );
         let h = headers(&[("host", "h"), ("x-original-uri", "/o")]);
-        assert_eq!(original_request(true, &h, &Method::GET, &uri).uri, "/o");
+        assert_eq!(original_request(true, &h, &Method::GET, &uri).unwrap().uri, "/o");
+        // Both URI headers, in agreement: read.
+        let h = headers(&[("x-forwarded-uri", "/o"), ("x-original-uri", "/o")]);
+        assert_eq!(original_request(true, &h, &Method::GET, &uri).unwrap().uri, "/o");
+    }
+
+    #[test]
+    fn unreadable_forwarding_headers_are_refused_not_replaced() {
+        let uri: axum::http::Uri = "/auth/verify".parse().unwrap();
+        let raw = |name: &str, bytes: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(bytes).unwrap(),
+            );
+            h
+        };
+        let cases = [
+            // A raw byte the proxy passed through: not visible ASCII.
+            raw("x-forwarded-uri", b"/admin/\xff/../users"),
+            raw("x-original-uri", b"/secret/\xff"),
+            raw("x-forwarded-host", b"app.example\xff"),
+            raw("x-forwarded-method", b"P\xffST"),
+            // Empty or blank.
+            raw("x-forwarded-uri", b""),
+            raw("x-forwarded-uri", b"   "),
+            raw("x-forwarded-host", b" , app.example"),
+            // Not a method token.
+            raw("x-forwarded-method", b"GET /x"),
+            // The two URI headers disagree: the client added the one its proxy does not set.
+            headers(&[("x-forwarded-uri", "/pub"), ("x-original-uri", "/admin")]),
+            // Sent twice.
+            headers(&[("x-forwarded-uri", "/pub"), ("x-forwarded-uri", "/admin")]),
+            headers(&[("x-forwarded-method", "GET"), ("x-forwarded-method", "POST")]),
+            headers(&[("x-forwarded-host", "a.example"), ("x-forwarded-host", "b.example")]),
+        ];
+        for h in cases {
+            assert_eq!(original_request(true, &h, &Method::GET, &uri), Err(Unreadable), "{h:?}");
+            // From an untrusted peer the headers are not read at all.
+            assert_eq!(
+                original_request(false, &h, &Method::GET, &uri).unwrap().uri,
+                "/auth/verify"
+            );
+        }
     }
 
     #[test]

@@ -43,10 +43,19 @@ pub const IDENTITY_HEADERS: &[&str] = &[
     "x-user",
     "x-user-id",
     "x-email",
+    "x-auth-user",
+    "x-authenticated-user",
+    "x-remote-user-id",
+    "remote-role",
+    "remote-roles",
+    "x-role",
+    "x-roles",
+    "x-groups",
+    "remoteuser",
 ];
 
 /// Prefixes (normalised) of header families removed from every inbound request.
-pub const IDENTITY_HEADER_PREFIXES: &[&str] = &["x-rampart-", "x-auth-request-"];
+pub const IDENTITY_HEADER_PREFIXES: &[&str] = &["x-rampart-", "x-auth-request-", "x-webauth-"];
 
 /// Whether the header name `name` reads as `normalised` (lower case, `-`) once case is ignored
 /// and `_` is read as `-`. Compares in place: it runs for every header of every proxied
@@ -112,6 +121,14 @@ mod tests {
             "X-User",
             "x-user-id",
             "X_Email",
+            "X-Auth-User",
+            "X-Authenticated-User",
+            "X-WEBAUTH-USER",
+            "x_webauth_email",
+            "Remote-Role",
+            "X-Groups",
+            "x_roles",
+            "RemoteUser",
         ] {
             h.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),

@@ -252,7 +252,14 @@ impl Proxy {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let forwarded_for = headers::forwarded_for(&state.config.trusted_proxies, peer, &xff);
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all(http::header::FORWARDED)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let forwarded_for =
+            headers::forwarded_for(&state.config.trusted_proxies, peer, &xff, &forwarded);
         let mut h = parts.headers;
         headers::remove_hop_by_hop(&mut h, websocket);
         crate::gateway::strip_identity_headers(&mut h);
@@ -300,10 +307,15 @@ impl Proxy {
         })
     }
 
-    /// 413 when the body outgrew the limit while streaming, else 502.
+    /// 413 when the body outgrew the limit while streaming, 400 when the client's body could
+    /// not be read (broken chunked framing, fewer bytes than its `Content-Length`), else 502.
     fn failure(&self, e: &hyper_util::client::legacy::Error) -> Response {
         if rampart_protect::input::is_length_limit_error(e) {
             return PayloadTooLarge { limit: self.body_limit }.to_response(&current_request_id());
+        }
+        if is_request_body_error(e) {
+            tracing::info!(error = %ErrorChain(e), "the client's request body could not be read");
+            return ApiError::invalid_request("the request body could not be read").into_response();
         }
         tracing::warn!(upstream = %self.upstream.to_url(), error = %ErrorChain(e), "the upstream is unavailable");
         ApiError::new(
@@ -313,6 +325,20 @@ impl Proxy {
         )
         .into_response()
     }
+}
+
+/// Whether sending failed because the request body (the client's, streamed through) failed to
+/// read: the client's fault, not the upstream's. The HTTP client reports an error of the body
+/// it was given as a user error.
+fn is_request_body_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_user) {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn peer_ip(ext: &http::Extensions) -> IpAddr {

@@ -387,8 +387,8 @@ impl AccessRules {
         }
     }
 
-    /// Whether the proxy's CSRF check applies: the method is unsafe (POST, PUT, PATCH,
-    /// DELETE) and the matching rule does not say `csrf = false`. Unmatched and unreadable
+    /// Whether the proxy's CSRF check applies: the method is not one of the safe GET, HEAD,
+    /// OPTIONS and TRACE, and the matching rule does not say `csrf = false`. Unmatched and unreadable
     /// paths are checked.
     pub fn csrf_applies(&self, host: &str, path: &str, method: &Method) -> bool {
         if !rampart_protect::csrf::CsrfPolicy::is_checked_method(method) {

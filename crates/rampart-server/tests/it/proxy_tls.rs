@@ -281,6 +281,18 @@ async fn identity_reaches_the_upstream_only_after_login_and_spoofed_headers_neve
         "X-Real-IP",
         "X-Original-URL",
         "X-HTTP-Method-Override",
+        "X-WEBAUTH-USER",
+        "X-Auth-User",
+        "X-Authenticated-User",
+        "Remote-Role",
+        "X-Groups",
+        "Client-IP",
+        "CF-Connecting-IP",
+        "X-Original-Host",
+        "X-Original-Method",
+        "Proxy",
+        "Proxy-Custom",
+        "proxy_status",
     ];
     let spoofed = |rb: reqwest::RequestBuilder| {
         spoofs.iter().fold(rb, |rb, name| rb.header(*name, "spoofed"))
@@ -417,6 +429,67 @@ async fn five_megabyte_bodies_stream_both_ways_and_the_limit_holds() {
         assert!(body.contains("\"payload_too_large\""), "chunked={chunked}: {body}");
     }
     assert!(f.up.hits.load(Ordering::SeqCst) <= hits + 1);
+    f.stop.cancel();
+}
+
+/// Sends `request` over a raw socket (then half-closes it when `stop_sending`), and returns the
+/// status and the raw answer.
+async fn raw_exchange(base: &str, request: &[u8], stop_sending: bool) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    if stop_sending {
+        s.shutdown().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_request_body_is_the_clients_400_not_an_upstream_502() {
+    let f = fixture(&[]).await;
+    let addr = f.rampart.base.trim_start_matches("http://");
+    let head = |framing: &str| {
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nCookie: {}\r\n\
+             Content-Type: application/octet-stream\r\n{framing}\r\nConnection: close\r\n\r\n",
+            f.rampart.base, f.cookie
+        )
+    };
+    let broken = [
+        // A chunk size that is not hex.
+        format!("{}5x\r\nhello\r\n0\r\n\r\n", head("Transfer-Encoding: chunked")),
+        // Fewer bytes than declared, then the client stops sending.
+        format!("{}hello", head("Content-Length: 100")),
+    ];
+    for request in &broken {
+        let (status, text) = raw_exchange(&f.rampart.base, request.as_bytes(), true).await;
+        assert_eq!(status, 400, "{request:?}: {text}");
+        assert!(text.contains("\"invalid_request\""), "{text}");
+        assert!(!text.contains("upstream_unavailable"), "{text}");
+    }
+    // A whole body still goes through.
+    let whole = format!("{}hello", head("Content-Length: 5"));
+    let (status, text) = raw_exchange(&f.rampart.base, whole.as_bytes(), false).await;
+    assert_eq!(status, 200, "{text}");
+    f.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_forwarded_chain_reaches_the_upstream_as_x_forwarded_for() {
+    let f = fixture(&[("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32")]).await;
+    let c = plain();
+    let ask = |name: &'static str, value: &'static str| {
+        c.get(f.rampart.url("/app/data")).header("cookie", &f.cookie).header(name, value).send()
+    };
+    let echo = json_of(ask("forwarded", "for=8.8.8.8;proto=https").await.unwrap()).await;
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("8.8.8.8, 127.0.0.1"), "{echo}");
+    assert_eq!(header(&echo, "forwarded"), None, "{echo}");
+    let echo = json_of(ask("x-forwarded-for", "9.9.9.9").await.unwrap()).await;
+    assert_eq!(header(&echo, "x-forwarded-for"), Some("9.9.9.9, 127.0.0.1"), "{echo}");
     f.stop.cancel();
 }
 

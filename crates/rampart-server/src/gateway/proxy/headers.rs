@@ -29,18 +29,39 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// Forwarding and override headers a client must never choose: the proxy sets the forwarding
 /// ones itself; the others let some frameworks re-route a request (path or method) after the
 /// access rules have looked at it.
+/// `Proxy` itself is here too: CGI-style applications read it as `HTTP_PROXY`, the proxy for
+/// their own outbound requests. `HTTP2-Settings` belongs to the client's connection only.
 const CLIENT_FORBIDDEN: &[&str] = &[
     "forwarded",
+    "forwarded-for",
+    "x-forwarded",
     "x-real-ip",
     "x-client-ip",
+    "client-ip",
     "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-forwarded-for",
+    "x-original-host",
+    "x-host",
+    "front-end-https",
+    "x-url-scheme",
     "x-original-url",
     "x-rewrite-url",
     "x-original-uri",
+    "x-original-method",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "proxy",
+    "http2-settings",
 ];
+
+/// Families of client headers never forwarded, whatever follows the prefix: every
+/// `X-Forwarded-*` and every `Proxy-*` (proxy credentials and status are for the hop they
+/// were sent on).
+const CLIENT_FORBIDDEN_PREFIXES: &[&str] = &["x-forwarded-", "proxy-"];
 
 /// The `X-Forwarded-For` header.
 pub(super) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -91,15 +112,15 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Removes every forwarding header (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, …) and the
-/// path and method override headers, in any case and with `_` for `-`.
+/// Removes every forwarding header (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`, …), the path
+/// and method override headers, `Proxy` and `Proxy-*`, in any case and with `_` for `-`.
 pub(super) fn strip_forwarding(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|n| {
             // Spelling-insensitive: some servers treat `X_Forwarded_For` like `X-Forwarded-For`.
             let n = n.as_str().as_bytes();
-            starts_with_spelling(n, b"x-forwarded-")
+            CLIENT_FORBIDDEN_PREFIXES.iter().any(|p| starts_with_spelling(n, p.as_bytes()))
                 || CLIENT_FORBIDDEN.iter().any(|f| same_spelling(n, f.as_bytes()))
         })
         .cloned()
@@ -111,18 +132,37 @@ pub(super) fn strip_forwarding(headers: &mut HeaderMap) {
 
 /// The `X-Forwarded-For` value to send: from an untrusted peer just the peer; from a trusted
 /// proxy the hops its chain vouches for (read right to left up to and including the first
-/// untrusted hop, the client) followed by the peer. Whatever a client wrote further left is
-/// dropped.
-pub(super) fn forwarded_for(trusted: &TrustedProxies, peer: IpAddr, xff: &[&str]) -> String {
+/// untrusted hop, the client) followed by the peer. The chain is `X-Forwarded-For`, or the
+/// `for=` addresses of `Forwarded` when the proxy sent no `X-Forwarded-For` (the same choice
+/// the client-IP resolver makes). Whatever a client wrote further left is dropped.
+pub(super) fn forwarded_for(
+    trusted: &TrustedProxies,
+    peer: IpAddr,
+    xff: &[&str],
+    forwarded: &[&str],
+) -> String {
     let peer = canonical_ip(peer);
     if !trusted.contains(peer) {
         return peer.to_string();
     }
-    let hops: Vec<&str> =
-        xff.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|h| !h.is_empty()).collect();
+    let hops: Vec<Option<IpAddr>> = if xff.iter().any(|v| !v.trim().is_empty()) {
+        xff.iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(parse_hop)
+            .collect()
+    } else {
+        forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .filter(|e| !e.trim().is_empty())
+            .map(rampart_core::client_ip::forwarded_element_ip)
+            .collect()
+    };
     let mut kept: Vec<IpAddr> = Vec::new();
     for hop in hops.iter().rev() {
-        let Some(ip) = parse_hop(hop) else { break };
+        let Some(ip) = *hop else { break };
         let ip = canonical_ip(ip);
         kept.push(ip);
         if !trusted.contains(ip) {
@@ -298,26 +338,59 @@ mod tests {
             ("x_real_ip", "6.6.6.6"),
             ("x-original-url", "/admin"),
             ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Original-Method", "DELETE"),
+            ("Client-IP", "6.6.6.6"),
+            ("CF-Connecting-IP", "6.6.6.6"),
+            ("x_cluster_client_ip", "6.6.6.6"),
+            ("X-Forwarded", "for=6.6.6.6"),
+            ("Forwarded-For", "6.6.6.6"),
+            ("X-Original-Host", "evil"),
+            ("x-host", "evil"),
+            ("Front-End-Https", "on"),
+            ("X-Url-Scheme", "https"),
+            ("Proxy", "http://evil.example:8080"),
+            ("Proxy-Custom", "c"),
+            ("proxy_status", "s"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
             ("x-request-id", "keep"),
+            ("x-forwardedness", "keep"),
+            ("proxyman", "keep"),
+            ("via", "1.1 keep"),
         ]);
         strip_forwarding(&mut h);
-        assert_eq!(h.len(), 1, "{h:?}");
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["proxyman", "via", "x-forwardedness", "x-request-id"], "{h:?}");
     }
 
     #[test]
     fn forwarded_for_trusts_only_what_trusted_proxies_vouch_for() {
         let none = TrustedProxies::none();
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(forwarded_for(&none, peer, &["6.6.6.6"]), "203.0.113.9");
+        assert_eq!(forwarded_for(&none, peer, &["6.6.6.6"], &[]), "203.0.113.9");
         let lan = TrustedProxies::parse_list("10.0.0.0/8").unwrap();
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            forwarded_for(&lan, proxy, &["6.6.6.6, 198.51.100.7", "10.0.0.2"]),
+            forwarded_for(&lan, proxy, &["6.6.6.6, 198.51.100.7", "10.0.0.2"], &[]),
             "198.51.100.7, 10.0.0.2, 10.0.0.1"
         );
-        assert_eq!(forwarded_for(&lan, proxy, &[]), "10.0.0.1");
-        assert_eq!(forwarded_for(&lan, proxy, &["garbage, 10.0.0.3"]), "10.0.0.3, 10.0.0.1");
-        assert_eq!(forwarded_for(&lan, proxy, &["[2001:db8::1]:443"]), "2001:db8::1, 10.0.0.1");
+        assert_eq!(forwarded_for(&lan, proxy, &[], &[]), "10.0.0.1");
+        assert_eq!(forwarded_for(&lan, proxy, &["garbage, 10.0.0.3"], &[]), "10.0.0.3, 10.0.0.1");
+        assert_eq!(
+            forwarded_for(&lan, proxy, &["[2001:db8::1]:443"], &[]),
+            "2001:db8::1, 10.0.0.1"
+        );
+        // A trusted proxy that sends only `Forwarded`: its `for=` chain, read the same way.
+        let fwd = ["for=6.6.6.6, for=198.51.100.7;proto=https", "for=\"10.0.0.2:8080\""];
+        assert_eq!(forwarded_for(&lan, proxy, &[], &fwd), "198.51.100.7, 10.0.0.2, 10.0.0.1");
+        assert_eq!(forwarded_for(&lan, proxy, &[], &["for=8.8.8.8"]), "8.8.8.8, 10.0.0.1");
+        assert_eq!(
+            forwarded_for(&lan, proxy, &[], &["for=_hidden, for=10.0.0.3"]),
+            "10.0.0.3, 10.0.0.1"
+        );
+        // `X-Forwarded-For` wins when both are sent; an untrusted peer's `Forwarded` is ignored.
+        assert_eq!(forwarded_for(&lan, proxy, &["7.7.7.7"], &["for=8.8.8.8"]), "7.7.7.7, 10.0.0.1");
+        assert_eq!(forwarded_for(&none, peer, &[], &["for=8.8.8.8"]), "203.0.113.9");
     }
 
     #[test]

@@ -240,7 +240,72 @@ async fn forward_auth_refuses_cross_site_unsafe_requests_made_with_the_cookie() 
     assert_eq!(ask("POST", "/app/transfer", same).await.unwrap().status(), StatusCode::OK);
     assert_eq!(ask("GET", "/app/page", cross()).await.unwrap().status(), StatusCode::OK);
     assert_eq!(ask("POST", "/hooks/in", cross()).await.unwrap().status(), StatusCode::OK);
+    // Methods are case-sensitive tokens: `post` or an invented method is not safe either.
+    for method in ["post", "Post", "PROPPATCH", "FOO"] {
+        let r = ask(method, "/app/transfer", cross()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{method}");
+    }
+    assert_eq!(ask("OPTIONS", "/app/page", cross()).await.unwrap().status(), StatusCode::OK);
     // Audited like every CSRF refusal.
     let events = gw.audit(&admin, "csrf_rejected").await;
     assert!(!events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn forward_auth_refuses_unreadable_or_conflicting_forwarding_headers() {
+    let gw = start_gw(RULES, &[("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let admin = gw.accounts().await;
+    let user = gw.api_login(USER, USER_PW).await;
+    let ask = |who: Option<&ApiLogin>, headers: Vec<(&'static str, &'static [u8])>| {
+        let mut rb = bare().get(gw.url("/auth/verify"));
+        if let Some(l) = who {
+            rb = rb.header("cookie", &l.cookie);
+        }
+        for (k, v) in headers {
+            rb = rb.header(k, reqwest::header::HeaderValue::from_bytes(v).unwrap());
+        }
+        rb.send()
+    };
+    // The plain requests first: the user may not see the admin area or the closed one.
+    let r = verify(&gw, Some(&user), "/admin/users", &[]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = verify(&gw, None, "/public/x", &[]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let refused: Vec<Vec<(&'static str, &'static [u8])>> = vec![
+        // A raw byte in the URI (a proxy passes `$request_uri` as it came): unreadable, so
+        // never judged as the verify request's own path under the default rule.
+        vec![("x-forwarded-uri", b"/admin/\xff/../users")],
+        vec![("x-forwarded-uri", b"/closed/\xff")],
+        vec![("x-original-uri", b"/ADMIN/\xff")],
+        // The client adds the URI header its proxy does not set.
+        vec![("x-forwarded-uri", b"/public/x"), ("x-original-uri", b"/admin/users")],
+        vec![("x-original-uri", b"/admin/users"), ("x-forwarded-uri", b"/public/x")],
+        // Repeated, empty, or no method token.
+        vec![("x-forwarded-uri", b"/public/x"), ("x-forwarded-uri", b"/admin/users")],
+        vec![("x-forwarded-uri", b"")],
+        vec![("x-forwarded-method", b"GET /public/x"), ("x-forwarded-uri", b"/public/x")],
+        vec![("x-forwarded-host", b"app.example.com\xff"), ("x-forwarded-uri", b"/public/x")],
+    ];
+    for headers in &refused {
+        for who in [Some(&user), None] {
+            let r = ask(who, headers.clone()).await.unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{headers:?} as {:?}", who.is_some());
+            assert_eq!(r.headers()["cache-control"], "no-store");
+            assert!(r.headers().get("remote-user").is_none());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "forbidden", "{body}");
+        }
+    }
+    // Agreeing URI headers are read as one.
+    let same: Vec<(&'static str, &'static [u8])> =
+        vec![("x-forwarded-uri", b"/public/x"), ("x-original-uri", b"/public/x")];
+    assert_eq!(ask(None, same).await.unwrap().status(), StatusCode::OK);
+    // Audited as denials of an unreadable request.
+    let events = gw.audit(&admin, "access_denied").await;
+    assert!(
+        events.iter().any(|e| e["details"]["reason"] == "unreadable_forwarding_headers"
+            && e["details"]["rule"] == "invalid_path"),
+        "{events:?}"
+    );
 }
