@@ -1,7 +1,7 @@
 //! `/api/admin/*`: user administration. Every route here (and every unknown path under it) is
 //! behind [`crate::auth::require_admin`]: deny by default.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::accounts::{create_user, CreateUser};
+use crate::http::input::PathParam;
 use rampart_audit::NewEvent;
 
 use crate::audit::{NewEventExt, RequestMeta};
@@ -115,7 +116,7 @@ async fn update_user(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(admin): CurrentUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult<Json<Value>> {
     let target = state
@@ -178,7 +179,7 @@ async fn delete_user(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(admin): CurrentUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<StatusCode> {
     let target = state
         .db
@@ -206,7 +207,7 @@ async fn delete_user(
 
 async fn user_sessions(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
     if state.db.user_by_id(&id).await.map_err(|e| crate::error::store_error(&e))?.is_none() {
         return Err(ApiError::not_found());
@@ -218,7 +219,7 @@ async fn revoke_user_sessions(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(admin): CurrentUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Json<Value>> {
     if state.db.user_by_id(&id).await.map_err(|e| crate::error::store_error(&e))?.is_none() {
         return Err(ApiError::not_found());

@@ -4,7 +4,7 @@
 //! The full key is in the creation response only (with `Cache-Control: no-store`); listings
 //! show its public prefix.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -19,6 +19,7 @@ use crate::audit::{NewEventExt, RequestMeta};
 use crate::auth::CurrentUser;
 use crate::error::{store_error, ApiError, ApiResult};
 use crate::http::input::ApiJson;
+use crate::http::input::PathParam;
 use crate::state::AppState;
 
 /// Longest key name, in characters.
@@ -118,7 +119,7 @@ async fn remove(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<StatusCode> {
     let record = state
         .db

@@ -1,6 +1,6 @@
 //! `/api/auth/*`: login, logout, me, CSRF token, password change, own sessions, signup.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::setup::Credentials;
 use crate::accounts::{create_user, hash_new_password, CreateUser};
+use crate::http::input::PathParam;
 use rampart_audit::NewEvent;
 
 use crate::audit::{NewEventExt, RequestMeta};
@@ -453,7 +454,7 @@ async fn revoke_session(
     State(state): State<AppState>,
     meta: RequestMeta,
     s: SessionUser,
-    Path(handle): Path<String>,
+    PathParam(handle): PathParam,
 ) -> ApiResult<StatusCode> {
     revoke_own(&state, &meta, &s, &handle).await?;
     Ok(StatusCode::NO_CONTENT)

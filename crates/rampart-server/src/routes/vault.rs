@@ -12,7 +12,7 @@
 //! when it equals the configured one: refreshes always go to the operator's URL, never to one a
 //! user chose, since they carry the client secret.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
@@ -29,6 +29,7 @@ use crate::auth::{AuthenticatedUser, CurrentUser};
 use crate::config::vault::ProviderSettings;
 use crate::error::{store_error, ApiError, ApiResult};
 use crate::http::input::ApiJson;
+use crate::http::input::PathParam;
 use crate::state::AppState;
 use crate::vault::{Tokens, MAX_TOKEN_LEN};
 
@@ -106,7 +107,7 @@ async fn store(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
     ApiJson(body): ApiJson<PutBody>,
 ) -> ApiResult<StatusCode> {
     let p = provider(&state, &name)?;
@@ -140,7 +141,7 @@ async fn token(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> ApiResult<Response> {
     let p = provider(&state, &name)?;
     let found = match crate::vault::access_token(&state, &user.user_id, &name, p).await {
@@ -163,7 +164,7 @@ async fn forget(
     State(state): State<AppState>,
     meta: RequestMeta,
     CurrentUser(user): CurrentUser,
-    Path(name): Path<String>,
+    PathParam(name): PathParam,
 ) -> ApiResult<StatusCode> {
     provider(&state, &name)?;
     let deleted = state.db.vault_delete(&user.user_id, &name).await.map_err(|e| store_error(&e))?;

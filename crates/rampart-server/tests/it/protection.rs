@@ -145,6 +145,32 @@ async fn csrf_refuses_lookalike_and_missing_origins_and_bad_tokens() {
     assert!(!text.contains(&token) && !text.contains(&other_token));
 }
 
+#[tokio::test]
+async fn login_with_a_live_session_cookie_needs_its_token_and_csrf_needs_a_session() {
+    let s = Server::start(&[("RAMPART_RATE_LIMIT", "100000/1s")]);
+    let (c, token) = admin_session(&s).await;
+    let login = || {
+        c.post(s.url("/api/auth/login"))
+            .header("origin", &s.base)
+            .json(&json!({"email":"admin@example.com","password":PW}))
+    };
+    // The right origin is not enough once a live session cookie comes with the request.
+    let r = login().send().await.unwrap();
+    assert_eq!(code_of(r).await, (StatusCode::FORBIDDEN, "csrf_rejected".into()));
+    let r = login().header("x-csrf-token", "A".repeat(43)).send().await.unwrap();
+    assert_eq!(code_of(r).await, (StatusCode::FORBIDDEN, "csrf_rejected".into()));
+    let r = login().header("x-csrf-token", &token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // `GET /api/auth/csrf` answers a session only.
+    let anon = support::client();
+    let r = anon.get(s.url("/api/auth/csrf")).send().await.unwrap();
+    assert_eq!(code_of(r).await, (StatusCode::UNAUTHORIZED, "unauthenticated".into()));
+    let r = c.get(s.url("/api/auth/csrf")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["csrf_token"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+}
+
 fn assert_security_headers(r: &reqwest::Response, what: &str) {
     let h = r.headers();
     for (name, want) in [
@@ -284,6 +310,43 @@ async fn hostile_bodies_get_a_4xx_in_the_error_shape() {
         assert_eq!(error_code(&v), code, "{text}");
         assert!(!text.contains("not json"), "input echoed: {text}");
     }
+}
+
+#[tokio::test]
+async fn path_parameters_that_are_not_text_get_400_in_the_error_shape() {
+    let s = Server::start(&[("RAMPART_RATE_LIMIT", "100000/1s")]);
+    let (c, token) = admin_session(&s).await;
+    let cases = [
+        (reqwest::Method::DELETE, "/api/keys/%ff"),
+        (reqwest::Method::PATCH, "/api/admin/users/%ff"),
+        (reqwest::Method::DELETE, "/api/admin/users/%ff"),
+        (reqwest::Method::DELETE, "/api/admin/users/%ff/sessions"),
+        (reqwest::Method::DELETE, "/api/auth/sessions/%c3%28"),
+    ];
+    for (method, path) in cases {
+        let r = c
+            .request(method.clone(), s.url(path))
+            .header("origin", &s.base)
+            .header("x-csrf-token", &token)
+            .json(&json!({"role": "user"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert!(r.headers().contains_key("x-request-id"), "{method} {path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&body), "invalid_request", "{method} {path}: {body}");
+    }
+    // A readable id that names nothing is still 404.
+    let r = c
+        .delete(s.url("/api/keys/no-such-key"))
+        .header("origin", &s.base)
+        .header("x-csrf-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
