@@ -133,6 +133,32 @@ async fn ip_spraying_across_accounts_locks_the_address_until_the_window_ends() {
 }
 
 #[tokio::test]
+async fn the_address_lock_lasts_for_ip_window_whatever_the_ban_length() {
+    let clock = ManualClock::at_epoch();
+    let store = Arc::new(MemoryRegulationStore::new(1_000, Arc::new(clock.clone())));
+    let config = RegulationConfig {
+        base_ban: Duration::from_secs(4),
+        ip_max_failures: 3,
+        ip_window: Duration::from_secs(30),
+        ..RegulationConfig::default()
+    };
+    let r = LoginRegulator::new(store, config);
+    let attacker = ip("203.0.113.66");
+    for i in 0..3 {
+        r.record_failure(&format!("acct{i}"), attacker).await.unwrap();
+    }
+    let refused = r.check("fresh-account", attacker).await.unwrap_err();
+    assert_eq!(refused.scope, LockScope::ClientIp);
+    assert_eq!(refused.retry_after, Duration::from_secs(30));
+    // Past the ban length, the address is still locked: bans are for accounts.
+    advance(&clock, 6);
+    let refused = r.check("fresh-account", attacker).await.unwrap_err();
+    assert_eq!(refused.retry_after, Duration::from_secs(24));
+    advance(&clock, 24);
+    assert!(r.check("fresh-account", attacker).await.is_ok());
+}
+
+#[tokio::test]
 async fn ipv6_neighbours_in_one_slash_64_share_the_address_lock() {
     let (r, _, _) = setup();
     for i in 0..20 {

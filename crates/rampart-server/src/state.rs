@@ -81,11 +81,55 @@ impl AppState {
             hex::encode(self.keyring.mac(Purpose::RateLimit, email.to_lowercase().as_bytes()))
         )
     }
+
+    /// What the audit log records of login input that names no account: see
+    /// [`login_input_pseudonym`].
+    pub fn login_input_pseudonym(&self, input: &str) -> String {
+        login_input_pseudonym(&self.keyring, input)
+    }
+}
+
+/// A keyed, non-reversible pseudonym of submitted login input (64 hex characters): the keyed
+/// hash the regulation key is made of (HMAC-SHA256 under the rate-limit subkey), of the input
+/// trimmed and in lower case.
+///
+/// # Security
+/// Login input that names no account may be anything the person typed, a password in the wrong
+/// field included, so the audit log never stores it; the pseudonym still links repeated
+/// attempts with one input. Whoever holds the master key can test guesses against it.
+pub fn login_input_pseudonym(keyring: &Keyring, input: &str) -> String {
+    let normalized = input.trim().to_lowercase();
+    hex::encode(keyring.mac(Purpose::RateLimit, normalized.as_bytes()))
 }
 
 impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rampart_core::MasterKey;
+
+    use super::*;
+
+    fn keyring(byte: u8) -> Keyring {
+        let bytes = (0..32u8).map(|i| i.wrapping_mul(31) ^ byte).collect();
+        Keyring::new(MasterKey::from_bytes(bytes).unwrap(), Vec::new())
+    }
+
+    #[test]
+    fn login_input_pseudonym_hides_the_input_and_ignores_case_and_surrounding_space() {
+        let k = keyring(7);
+        let p = login_input_pseudonym(&k, "MySecretPassw0rd!");
+        assert_eq!(p.len(), 64);
+        assert!(p.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{p}");
+        assert!(!p.to_lowercase().contains("mysecret"), "{p}");
+        assert_eq!(login_input_pseudonym(&k, "  mysecretpassw0rd!\t"), p);
+        assert_ne!(login_input_pseudonym(&k, "MySecretPassw0rd?"), p);
+        // Keyed: another master key gives another pseudonym.
+        assert_ne!(login_input_pseudonym(&keyring(8), "MySecretPassw0rd!"), p);
     }
 }

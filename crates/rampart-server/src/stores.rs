@@ -111,6 +111,7 @@ pub async fn build(
             window: config.login.failure_window,
             base_ban: config.login.ban,
             ip_max_failures: config.login.ip_max_failures,
+            ip_window: config.login.ip_window,
             ..RegulationConfig::default()
         },
     );

@@ -222,8 +222,11 @@ pub struct LoginSettings {
     pub failure_window: Duration,
     /// First ban.
     pub ban: Duration,
-    /// Failures per IP before a ban.
+    /// Failures per client IP, within `ip_window`, that lock the IP.
     pub ip_max_failures: u32,
+    /// Window of the per-IP count, from the IP's first failure; a locked IP stays locked until
+    /// it ends (`login_ban` does not apply).
+    pub ip_window: Duration,
 }
 
 /// Password settings.

@@ -83,7 +83,11 @@ pub const SETTINGS: &[Setting] = &[
     s("login_ban", "first ban length; doubles up to 15m (default 1m)"),
     s(
         "login_ip_max_failures",
-        "failed logins per client IP in 5 minutes before a ban (default 20)",
+        "failed logins per client IP within login_ip_window that lock the IP (default 20)",
+    ),
+    s(
+        "login_ip_window",
+        "window of the per-IP count, from its first failure; a locked IP waits until it ends (default 5m)",
     ),
     s("password_min_length", "shortest password accepted (default 12, never below 8)"),
     s("argon2_memory_kib", "Argon2id memory (default 19456; never lower in production)"),

@@ -350,6 +350,7 @@ impl Config {
                 failure_window: r.dur("login_failure_window", Duration::from_secs(15 * 60))?,
                 ban: r.dur("login_ban", Duration::from_secs(60))?,
                 ip_max_failures: r.num("login_ip_max_failures", 20)?,
+                ip_window: r.dur("login_ip_window", Duration::from_secs(5 * 60))?,
             },
             password,
             signup_open: r.parsed("signup", false, "`closed` or `open`", |v| match v {
@@ -559,6 +560,7 @@ pub(super) fn describe(c: &Config, raw: Option<&RawValues>) -> Vec<String> {
         ("login_failure_window", d(c.login.failure_window)),
         ("login_ban", d(c.login.ban)),
         ("login_ip_max_failures", c.login.ip_max_failures.to_string()),
+        ("login_ip_window", d(c.login.ip_window)),
         ("password_min_length", c.password.min_length.to_string()),
         ("argon2_memory_kib", c.password.argon2_memory_kib.to_string()),
         ("argon2_iterations", c.password.argon2_iterations.to_string()),

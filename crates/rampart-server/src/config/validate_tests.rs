@@ -228,3 +228,17 @@ fn connection_loops_default_to_one_per_cpu_and_are_bounded() {
         assert!(err.to_string().contains("RAMPART_WORKERS"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn the_per_ip_login_window_is_its_own_setting() {
+    let c = Config::from_raw(&RawValues::default()).unwrap();
+    assert_eq!(c.login.ip_window, Duration::from_secs(5 * 60));
+    assert_eq!(c.login.ban, Duration::from_secs(60));
+    let c =
+        Config::from_raw(&raw(&[("RAMPART_LOGIN_IP_WINDOW", "30s"), ("RAMPART_LOGIN_BAN", "4s")]))
+            .unwrap();
+    assert_eq!(c.login.ip_window, Duration::from_secs(30));
+    assert_eq!(c.login.ban, Duration::from_secs(4));
+    let err = Config::from_raw(&raw(&[("RAMPART_LOGIN_IP_WINDOW", "0s")])).unwrap_err();
+    assert_eq!(err.setting, "RAMPART_LOGIN_IP_WINDOW");
+}

@@ -116,14 +116,18 @@ pub async fn check_password(
             }
             let user = found.map(|u| u.user);
             let mut entry = NewEvent::new(EventKind::LoginFailed, Outcome::Failure);
-            entry =
-                match &user {
-                    Some(u) => entry.user(&u.id).email(&u.email).with(
-                        json!({"reason": if u.disabled { "disabled" } else { "bad_password" }}),
-                    ),
-                    None => entry
-                        .with(json!({"email": truncate_email(email), "reason": "unknown_email"})),
-                };
+            // Input that names no account may be anything, a password typed into the wrong
+            // field included: only its keyed pseudonym is recorded, never the text.
+            entry = match &user {
+                Some(u) => entry
+                    .user(&u.id)
+                    .email(&u.email)
+                    .with(json!({"reason": if u.disabled { "disabled" } else { "bad_password" }})),
+                None => entry.with(json!({
+                    "email_hash": state.login_input_pseudonym(email),
+                    "reason": "unknown_email",
+                })),
+            };
             state.audit_required(meta, entry).await?;
             Ok(PasswordCheck::Failed(user))
         }
@@ -152,8 +156,10 @@ async fn locked_out(
     state
         .audit_required(
             meta,
-            NewEvent::new(EventKind::LoginLocked, Outcome::Denied)
-                .with(json!({"email": truncate_email(email), "retry_after": secs})),
+            NewEvent::new(EventKind::LoginLocked, Outcome::Denied).with(json!({
+                "email_hash": state.login_input_pseudonym(email),
+                "retry_after": secs,
+            })),
         )
         .await?;
     let err = ApiError::new(
@@ -163,10 +169,6 @@ async fn locked_out(
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs));
     Ok(PasswordCheck::Locked(err))
-}
-
-fn truncate_email(email: &str) -> String {
-    rampart_core::redact::truncate(email, crate::accounts::MAX_EMAIL_LEN)
 }
 
 fn hash_error(e: rampart_password::PasswordError) -> ApiError {

@@ -408,6 +408,9 @@ fn bad_passwords(email: &str) -> Vec<(String, &'static str)> {
         ("abcdefghijk".to_owned(), "too short"),
         ("qwertyuiop123".to_owned(), "common"),
         ("password1234".to_owned(), "common"),
+        ("passwordpassword".to_owned(), "predictable"),
+        ("123456789012345".to_owned(), "predictable"),
+        ("P@ssw0rd2024!".to_owned(), "predictable"),
         (format!("ignited-{local}-river-9"), "email"),
     ]
 }
@@ -448,7 +451,10 @@ async fn password_policy_applies_to_setup_signup_admin_create_and_password_chang
     let users = admin.get("/api/admin/users").await.ok(200);
     assert_eq!(users["users"].as_array().unwrap().len(), 1, "{users}");
     // The limit is 256 characters, inclusive; the local part is compared case-insensitively.
-    let body = json!({"email": email, "password": "y".repeat(256), "role": "user"});
+    // 256 letters that neither repeat nor run along the alphabet.
+    let longest: String =
+        (0..256u32).map(|i| char::from(b'a' + ((i * 7 + i / 26) % 26) as u8)).collect();
+    let body = json!({"email": email, "password": longest, "role": "user"});
     admin.post("/api/admin/users", body).await.ok(201);
     let body = json!({"email": "other@example.com", "password": "xx-MARGARET-ok-123"});
     a.post("/api/auth/signup", body).await.ok(201);
@@ -922,6 +928,35 @@ async fn a_client_address_spraying_failures_across_accounts_is_locked() {
     assert!(locked.iter().any(|e| e["ip"] == "203.0.113.7"), "{locked:?}");
     let failed = audit_events(&admin, "login_failed").await;
     assert_eq!(failed.iter().filter(|e| e["ip"] == "203.0.113.7").count(), 5, "{failed:?}");
+}
+
+#[tokio::test]
+async fn an_address_lock_lasts_for_the_ip_window_not_the_ban_length() {
+    let s = start(&[
+        ("RAMPART_LOGIN_IP_MAX_FAILURES", "3"),
+        ("RAMPART_LOGIN_IP_WINDOW", "4s"),
+        ("RAMPART_LOGIN_BAN", "60s"),
+        ("RAMPART_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ]);
+    setup_admin(&s).await;
+    let spray_ip = "203.0.113.8";
+    for i in 0..3 {
+        let r = login_from(&s, spray_ip, &format!("target{i}@example.com"), "wrong-pw-123").await;
+        r.err(401, "invalid_credentials");
+    }
+    let wait = retry_after(&login_from(&s, spray_ip, ADMIN, ADMIN_PW).await);
+    assert!(wait <= 4, "Retry-After {wait}: the lock outlasts RAMPART_LOGIN_IP_WINDOW");
+    // The lock ends with the window, although RAMPART_LOGIN_BAN is a minute.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    for _ in 0..40 {
+        let r = login_from(&s, spray_ip, ADMIN, ADMIN_PW).await;
+        if r.status != 429 {
+            r.ok(200);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the lock on {spray_ip} never ended");
 }
 
 /// Reads one user's stored password hash from the SQLite database in `dir`.

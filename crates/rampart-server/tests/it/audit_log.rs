@@ -417,14 +417,15 @@ async fn account_and_session_actions_each_write_their_event() {
             .any(|e| e["actor"]["user_id"] == uid.as_str()
                 && e["details"]["reason"] == "bad_password")
     );
-    assert_eq!(
-        failed.iter().filter(|e| e["details"]["reason"] == "unknown_email").count(),
-        2,
-        "{failed:?}"
-    );
+    let unknown: Vec<_> =
+        failed.iter().filter(|e| e["details"]["reason"] == "unknown_email").collect();
+    assert_eq!(unknown.len(), 2, "{failed:?}");
+    let hash = unknown[0]["details"]["email_hash"].as_str().unwrap();
+    assert!(unknown.iter().all(|e| e["details"]["email_hash"] == hash), "{unknown:?}");
     let ev = one("login_locked");
     assert_eq!((&ev["outcome"], &ev["request_id"]), (&json!("denied"), &json!(locked_rid)));
-    assert_eq!(ev["details"]["email"], locked);
+    assert_eq!(ev["details"]["email_hash"], hash, "{ev}");
+    assert!(!events.iter().any(|e| e.to_string().contains(locked)), "{locked} was recorded");
     let ev = one("user_role_changed");
     assert_eq!(ev["resource"]["id"], uid.as_str());
     assert_eq!((&ev["details"]["from"], &ev["details"]["to"]), (&json!("user"), &json!("admin")));
@@ -513,6 +514,45 @@ async fn bounded_events_count_an_ipv6_64_as_one_client() {
 }
 
 #[tokio::test]
+async fn login_input_naming_no_account_is_audited_only_as_a_keyed_pseudonym() {
+    let s = Server::start(&[NO_RATE_LIMIT, ("RAMPART_LOGIN_MAX_FAILURES", "2")]);
+    let a = admin(&s).await;
+    let c = client();
+    // A password typed into the email field, also in another case and spacing.
+    let typed = "MySecretPassw0rd!";
+    for email in [typed, "  mysecretPASSW0RD! ", typed] {
+        let r = login_raw(&s, &c, email, "wrong-password-0001", &[]).await;
+        assert_eq!(r.status(), 401);
+    }
+    let r = login_raw(&s, &c, typed, "wrong-password-0001", &[]).await;
+    assert_eq!(r.status(), 429, "the second failure of one input started a ban");
+    let events = a.events(&[]).await;
+    for ev in &events {
+        let text = ev.to_string().to_lowercase();
+        assert!(!text.contains("mysecretpassw0rd"), "the input was recorded: {ev}");
+    }
+    let failed: Vec<&Value> = of_kind(&events, "login_failed")
+        .into_iter()
+        .filter(|e| e["details"]["reason"] == "unknown_email")
+        .collect();
+    assert_eq!(failed.len(), 3, "{events:?}");
+    let hash = failed[0]["details"]["email_hash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64, "{hash}");
+    assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{hash}");
+    for ev in &failed {
+        assert_eq!(ev["details"]["email_hash"], hash, "one pseudonym for one input: {ev}");
+        assert!(ev["details"].get("email").is_none(), "{ev}");
+        assert!(ev["actor"]["user_id"].is_null(), "{ev}");
+    }
+    let locked = of_kind(&events, "login_locked");
+    assert_eq!(locked.len(), 1, "{events:?}");
+    assert_eq!(locked[0]["details"]["email_hash"], hash, "{}", locked[0]);
+    assert!(locked[0]["details"].get("email").is_none(), "{}", locked[0]);
+    let out = s.output().to_lowercase();
+    assert!(!out.contains("mysecretpassw0rd"), "the input reached the operational log");
+}
+
+#[tokio::test]
 async fn rate_limited_requests_are_audited() {
     let s = Server::start(&[("RAMPART_RATE_LIMIT", "2/60s")]);
     let c = client();
@@ -531,6 +571,11 @@ async fn rate_limited_requests_are_audited() {
     assert_eq!(ev["request_id"], rid.as_str());
     assert_eq!(ev["details"]["path"], "/api/auth/login");
     assert_eq!(ev["details"]["method"], "POST");
+    assert_eq!(ev["details"]["rule"], "default");
+    // The limiter's key, kept under a name the audit log's secret filter lets through.
+    assert_eq!(ev["details"]["bucket"], "rl:default:ip:127.0.0.1", "{ev}");
+    let out = s.output();
+    assert!(!out.contains("dropped an audit detail"), "{out}");
 }
 
 #[tokio::test]
