@@ -198,6 +198,18 @@ pub async fn start_session(
         )
         .await
         .map_err(|e| session_error(&e))?;
+    // The account may have been demoted, disabled or deleted while the password was checked:
+    // that change ended the sessions the user had then, not this one. Read the account again
+    // now that the session exists (a change after this read ends it like the others) and give
+    // it up when the account is no longer what it was signed in as.
+    let current = state.db.user_by_id(&user.id).await;
+    if !matches!(&current, Ok(Some(u)) if !u.user.disabled && u.user.role == user.role) {
+        let _ = state.sessions.revoke(&state.sessions.key_of(&id)).await;
+        return Err(match current {
+            Err(e) => crate::error::store_error(&e),
+            Ok(_) => account_changed_while_signing_in(),
+        });
+    }
     state
         .audit_required(
             meta,
@@ -210,6 +222,16 @@ pub async fn start_session(
         .await?;
     trim_sessions(state, meta, user, &id).await;
     Ok((id, record))
+}
+
+/// 409 `account_changed`: the account was changed (role, disabled, deleted) while it was being
+/// signed in; the session made for it is already gone. Signing in again sees the change.
+fn account_changed_while_signing_in() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "account_changed",
+        "the account changed while signing in; sign in again",
+    )
 }
 
 /// Ends the user's least recently used sessions beyond `RAMPART_SESSION_MAX_PER_USER`, never

@@ -1256,3 +1256,45 @@ async fn identity_is_never_taken_from_request_headers_or_body() {
     Agent::new(&s).login("bob@example.com", USER_PW).await.ok(200);
     assert_eq!(bob.get("/api/auth/me").await.ok(200)["user"]["email"], "bob@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_racing_a_demotion_or_a_disable_never_keeps_the_old_rights() {
+    // Logins refused for a disabled account count as failures: no lockout in this test.
+    let s =
+        start(&[("RAMPART_LOGIN_MAX_FAILURES", "1000"), ("RAMPART_LOGIN_IP_MAX_FAILURES", "1000")]);
+    setup_admin(&s).await;
+    let root = logged_in(&s, ADMIN, ADMIN_PW).await;
+    let email = "racer@example.com";
+    let id = create_user(&root, email, "admin").await;
+    let path = format!("/api/admin/users/{id}");
+    let mut outcomes = BTreeMap::new();
+    for trial in 0..12u64 {
+        root.patch(&path, json!({"role": "admin", "disabled": false})).await.ok(200);
+        let change =
+            if trial % 2 == 0 { json!({"role": "user"}) } else { json!({"disabled": true}) };
+        let mut racer = Agent::new(&s);
+        // The change lands while the password is being checked, or just after.
+        let change_later = async {
+            tokio::time::sleep(Duration::from_millis(trial / 2 * 4)).await;
+            root.patch(&path, change).await
+        };
+        let (login, changed) = tokio::join!(racer.login(email, USER_PW), change_later);
+        changed.ok(200);
+        *outcomes.entry(login.status).or_insert(0) += 1;
+        match login.status {
+            // A session that outlived the change must not act as an admin.
+            200 => {
+                let r = racer.get("/api/admin/users").await;
+                assert!(
+                    r.status == 401 || r.status == 403,
+                    "trial {trial}: the session of a login that raced the change kept its rights: {r:?}"
+                );
+            }
+            // Too late to log in as before: refused, or told to sign in again.
+            401 => assert_eq!(error_code(&login.json()), "invalid_credentials"),
+            409 => assert_eq!(error_code(&login.json()), "account_changed"),
+            other => panic!("trial {trial}: login answered {other}: {login:?}"),
+        }
+    }
+    assert_eq!(outcomes.values().sum::<i32>(), 12, "{outcomes:?}");
+}
