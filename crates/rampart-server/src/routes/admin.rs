@@ -193,6 +193,9 @@ async fn delete_user(
     if !state.db.delete_user(&id).await.map_err(|e| crate::error::store_error(&e))? {
         return Err(ApiError::not_found());
     }
+    // Again after the deletion: a login that read the account between the first revocation
+    // and the deletion made a session that only this one ends.
+    state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
     state
         .audit_required(
             &meta,

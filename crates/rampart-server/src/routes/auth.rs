@@ -523,6 +523,16 @@ async fn signup(
     if !state.config.signup_open {
         return Err(ApiError::not_found());
     }
+    // A signup before first-user setup would take setup's place (any user marks it done) and
+    // leave the instance without an admin: whoever reached a fresh instance first could block
+    // its bootstrap. Signup never marks setup done itself unless it was done already.
+    if state.db.setup_needed().await.map_err(|e| crate::error::store_error(&e))? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "setup_required",
+            "sign-up opens once first-user setup is done",
+        ));
+    }
     let user = create_user(
         &state.db,
         &state.hasher,

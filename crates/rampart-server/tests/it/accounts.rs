@@ -598,8 +598,12 @@ async fn signup_is_closed_by_default() {
 #[tokio::test]
 async fn open_signup_creates_plain_users() {
     let s = start(&[("RAMPART_SIGNUP", "open")]);
-    setup_admin(&s).await;
     let a = Agent::new(&s);
+    // Before first-user setup, sign-up is refused: it must not take setup's place.
+    let early = json!({"email": "early@example.com", "password": USER_PW});
+    a.post("/api/auth/signup", early).await.err(409, "setup_required");
+    assert_eq!(a.get("/api/setup").await.ok(200), json!({"needed": true}));
+    setup_admin(&s).await;
     let r = a.post("/api/auth/signup", json!({"email": "eve@example.com", "password": USER_PW}));
     let body = r.await.ok(201);
     assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
