@@ -13,11 +13,18 @@ use crate::error::ApiError;
 pub const MAX_EMAIL_LEN: usize = 254;
 
 /// Checks an email address: one `@`, non-empty local part and domain with a dot, at most 254
-/// characters, no whitespace or control characters.
+/// characters, no whitespace, control or invisible characters, and no part (the local part or a
+/// domain label) that mixes Latin, Greek and Cyrillic letters.
+///
+/// # Security
+/// Names are shown to admins, in the audit log and to upstream apps (`Remote-Email`). An
+/// invisible character (`admin@x.test` plus a zero-width space) or a look-alike letter from
+/// another script (a Cyrillic `а` in `аdmin@x.test`) would make an address that reads like
+/// someone else's. A part written wholly in one of those scripts is accepted.
 pub fn valid_email(email: &str) -> bool {
     if email.is_empty()
         || email.len() > MAX_EMAIL_LEN
-        || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        || email.chars().any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
     {
         return false;
     }
@@ -28,9 +35,67 @@ pub fn valid_email(email: &str) -> bool {
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
+                && !mixes_scripts(local)
+                && !domain.split('.').any(mixes_scripts)
         }
         None => false,
     }
+}
+
+/// Characters that render as nothing: format characters (zero-width spaces and joiners,
+/// direction marks and overrides, the byte-order mark, soft hyphen, tag characters) and
+/// invisible fillers.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
+}
+
+/// Whether `part` has letters of more than one of the scripts whose letters look alike.
+fn mixes_scripts(part: &str) -> bool {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Script {
+        Latin,
+        Greek,
+        Cyrillic,
+    }
+    let script = |c: char| match c {
+        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => {
+            Some(Script::Latin)
+        }
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Some(Script::Greek),
+        '\u{0400}'..='\u{052F}'
+        | '\u{1C80}'..='\u{1C8F}'
+        | '\u{2DE0}'..='\u{2DFF}'
+        | '\u{A640}'..='\u{A69F}' => Some(Script::Cyrillic),
+        _ => None,
+    };
+    let mut seen = None;
+    for s in part.chars().filter_map(script) {
+        match seen {
+            None => seen = Some(s),
+            Some(first) if first != s => return true,
+            Some(_) => {}
+        }
+    }
+    false
 }
 
 /// A fresh opaque user id.
@@ -151,7 +216,13 @@ mod tests {
 
     #[test]
     fn email_rules() {
-        for ok in ["a@b.co", "jane.doe+x@example.com", "Ünïcode@例え.jp"] {
+        for ok in [
+            "a@b.co",
+            "jane.doe+x@example.com",
+            "Ünïcode@例え.jp",
+            "админ@пример.рф",
+            "αλφα@example.gr",
+        ] {
             assert!(valid_email(ok), "{ok}");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -166,6 +237,18 @@ mod tests {
             "a@b@c.de",
             "a\0@b.co",
             long.as_str(),
+            // Invisible characters.
+            "admin@x.test\u{200B}",
+            "ad\u{200D}min@x.test",
+            "admin\u{FEFF}@x.test",
+            "admin@x\u{00AD}.test",
+            "\u{202E}nimda@x.test",
+            // Look-alike letters mixed into one part.
+            "\u{0430}dmin@x.test",
+            "admin@ex\u{0430}mple.com",
+            "p\u{03B1}ypal@x.test",
+            // Mixed on purpose is refused too: a part is written in one of the three.
+            "anna-\u{043C}\u{0430}\u{0440}\u{0438}\u{044F}@example.com",
         ] {
             assert!(!valid_email(bad), "{bad:?}");
         }

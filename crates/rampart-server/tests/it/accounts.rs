@@ -610,6 +610,11 @@ async fn open_signup_creates_plain_users() {
     assert_user_shape(&body["user"], "eve@example.com", "user");
     let r = a.post("/api/auth/signup", json!({"email": "EVE@example.com", "password": USER_PW}));
     r.await.err(409, "email_taken");
+    // Addresses that read like someone else's: an invisible character, a look-alike letter.
+    for email in ["eve@example.com\u{200B}", "\u{0435}ve@example.com", "ev\u{200D}e@example.com"] {
+        let r = a.post("/api/auth/signup", json!({"email": email, "password": USER_PW}));
+        r.await.err(400, "invalid_request");
+    }
 
     let eve = logged_in(&s, "eve@example.com", USER_PW).await;
     assert_eq!(eve.get("/api/auth/me").await.ok(200)["user"]["role"], "user");
@@ -715,6 +720,90 @@ async fn the_last_active_admin_cannot_be_demoted_disabled_or_deleted() {
     let roles: Vec<&Value> = list["users"].as_array().unwrap().iter().map(|u| &u["role"]).collect();
     assert_eq!(roles.iter().filter(|r| **r == "admin").count(), 1, "{list}");
     deputy.delete(&format!("/api/admin/users/{other}")).await.err(409, "last_admin");
+}
+
+/// Sends a request authenticated by an API key.
+async fn with_key(s: &Server, key: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+    let mut b = bare_client().request(method, s.url(path)).bearer_auth(key);
+    if let Some(body) = body {
+        b = b.json(&body);
+    }
+    Resp::read(b.send().await.unwrap()).await
+}
+
+/// Ids of the active admins, as `key`'s owner sees them.
+async fn active_admins(s: &Server, key: &str) -> Vec<String> {
+    let list = with_key(s, key, Method::GET, "/api/admin/users", None).await.ok(200);
+    let users = list["users"].as_array().unwrap();
+    users
+        .iter()
+        .filter(|u| u["role"] == "admin" && u["disabled"] == false)
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Two admins, each with their own API key, remove each other at the same moment (every pair
+/// of demote / disable / delete, twice): exactly one request succeeds and one active admin
+/// remains. The other is refused as the last admin, or, when the winner's change landed before
+/// it was even authenticated, refused as a caller without admin rights (never a success).
+async fn admins_removing_each_other_leave_one_admin(s: &Server) {
+    let me = setup_admin(s).await;
+    let root = logged_in(s, ADMIN, ADMIN_PW).await;
+    let key_of = |r: Resp| r.ok(201)["key"].as_str().unwrap().to_owned();
+    let mut a = (
+        me["id"].as_str().unwrap().to_owned(),
+        key_of(root.post("/api/keys", json!({"name": "a"})).await),
+    );
+    let ops = [
+        (Method::PATCH, Some(json!({"role": "user"}))),
+        (Method::PATCH, Some(json!({"disabled": true}))),
+        (Method::DELETE, None),
+    ];
+    let mut last_admin_refusals = 0;
+    for round in 0..18 {
+        // A second admin, with a key of its own.
+        let email = format!("deputy{round}@example.com");
+        let body = json!({"email": email, "password": USER_PW, "role": "admin"});
+        let r = with_key(s, &a.1, Method::POST, "/api/admin/users", Some(body)).await;
+        let b_id = r.ok(201)["user"]["id"].as_str().unwrap().to_owned();
+        let deputy = logged_in(s, &email, USER_PW).await;
+        let b = (b_id, key_of(deputy.post("/api/keys", json!({"name": "b"})).await));
+        assert_eq!(active_admins(s, &a.1).await.len(), 2);
+
+        let (op_a, op_b) = (&ops[round % 3], &ops[(round / 3) % 3]);
+        let (by_a, by_b) = tokio::join!(
+            with_key(s, &a.1, op_a.0.clone(), &format!("/api/admin/users/{}", b.0), op_a.1.clone()),
+            with_key(s, &b.1, op_b.0.clone(), &format!("/api/admin/users/{}", a.0), op_b.1.clone()),
+        );
+        let ctx = format!("round {round}: {by_a:?} / {by_b:?}");
+        let ok = |r: &Resp| (200..300).contains(&r.status);
+        assert!(ok(&by_a) != ok(&by_b), "exactly one may succeed, {ctx}");
+        let (winner, loser) = if ok(&by_a) { (a, by_b) } else { (b, by_a) };
+        match loser.status {
+            409 => {
+                loser.err(409, "last_admin");
+                last_admin_refusals += 1;
+            }
+            401 | 403 => {}
+            _ => panic!("unexpected refusal, {ctx}"),
+        }
+        assert_eq!(active_admins(s, &winner.1).await, [winner.0.clone()], "{ctx}");
+        a = winner;
+    }
+    assert!(last_admin_refusals > 0, "no round raced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_removing_each_other_concurrently_leave_one_admin_on_sqlite() {
+    let s = start(&[("RAMPART_SECRET_KEY", KEY)]);
+    admins_removing_each_other_leave_one_admin(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_removing_each_other_concurrently_leave_one_admin_on_postgres() {
+    let Some(pg) = rampart_testkit::postgres_database().await else { return };
+    let s = start(&[("RAMPART_DATABASE_URL", pg.url.as_str()), ("RAMPART_SECRET_KEY", KEY)]);
+    admins_removing_each_other_leave_one_admin(&s).await;
 }
 
 #[tokio::test]
