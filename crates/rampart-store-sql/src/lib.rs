@@ -3,6 +3,7 @@
 //! - [`Db`]: a pool chosen by URL, with migrations that go up and down ([`Db::migrate_up`],
 //!   [`Db::migrate_down`], [`Db::migration_status`]).
 //! - [`users`]: accounts and the atomic first-user setup.
+//! - [`admins`]: demoting, disabling and deleting users without ever leaving no active admin.
 //! - [`api_keys`]: API keys stored as keyed hashes, looked up with their creator's current role.
 //! - [`vault`]: sealed third-party tokens and the lease lock that makes refreshes single-flight.
 //!
@@ -19,6 +20,7 @@
 //! Every statement is parameterised. Errors keep their source for the operational log but the
 //! server never shows their text to clients.
 
+pub mod admins;
 pub mod api_keys;
 pub mod audit;
 pub mod audit_query;
@@ -27,6 +29,7 @@ pub mod sessions;
 pub mod users;
 pub mod vault;
 
+pub use admins::{KeepAdmin, UserChange};
 pub use api_keys::{ApiKeyCredential, ApiKeyRecord, NewApiKey};
 pub use audit::SqlAuditSink;
 pub use audit_query::{AuditCursor, AuditFilter, AuditPage};

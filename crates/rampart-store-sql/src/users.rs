@@ -96,9 +96,9 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, role, disabled, password_hash, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, email, role, disabled, password_hash, created_at";
 
-fn row_to_user(row: &AnyRow) -> Result<UserWithHash> {
+pub(crate) fn row_to_user(row: &AnyRow) -> Result<UserWithHash> {
     let role = get_string(row, "role")?;
     Ok(UserWithHash {
         user: User {

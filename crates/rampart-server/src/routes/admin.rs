@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use rampart_audit::{EventKind, Outcome};
 use rampart_core::SecretString;
-use rampart_store_sql::Role;
+use rampart_store_sql::{KeepAdmin, Role, UserChange};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -96,7 +96,8 @@ fn last_admin() -> ApiError {
     )
 }
 
-/// Refuses a change that would leave no active admin.
+/// Refuses, before any side effect, a change that would leave no active admin. Only a fast path:
+/// the store re-checks atomically with the change itself (see [`rampart_store_sql::admins`]).
 async fn guard_last_admin(
     state: &AppState,
     target: &rampart_store_sql::User,
@@ -112,6 +113,15 @@ async fn guard_last_admin(
     Ok(())
 }
 
+/// The value of a change the store made only if it left an active admin.
+fn kept_admin<T>(outcome: KeepAdmin<T>) -> ApiResult<T> {
+    match outcome {
+        KeepAdmin::Done(v) => Ok(v),
+        KeepAdmin::NotFound => Err(ApiError::not_found()),
+        KeepAdmin::LastAdmin => Err(last_admin()),
+    }
+}
+
 async fn update_user(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -119,27 +129,17 @@ async fn update_user(
     PathParam(id): PathParam,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> ApiResult<Json<Value>> {
-    let target = state
-        .db
-        .user_by_id(&id)
-        .await
-        .map_err(|e| crate::error::store_error(&e))?
-        .ok_or_else(ApiError::not_found)?
-        .user;
-    let role_changes = patch.role.is_some_and(|r| r != target.role);
-    let disabled_changes = patch.disabled.is_some_and(|d| d != target.disabled);
-    guard_last_admin(
-        &state,
-        &target,
-        patch.role == Some(Role::User) || patch.disabled == Some(true),
-    )
-    .await?;
-    let updated = state
-        .db
-        .update_user(&id, patch.role, patch.disabled, state.clock.now())
-        .await
-        .map_err(|e| crate::error::store_error(&e))?
-        .ok_or_else(ApiError::not_found)?;
+    // The check and the change are one transaction: two admins demoting or disabling each
+    // other at the same moment cannot both succeed.
+    let UserChange { before: target, after: updated } = kept_admin(
+        state
+            .db
+            .update_user_keeping_admin(&id, patch.role, patch.disabled, state.clock.now())
+            .await
+            .map_err(|e| crate::error::store_error(&e))?,
+    )?;
+    let role_changes = updated.role != target.role;
+    let disabled_changes = updated.disabled != target.disabled;
     // The role is cached in the user's sessions: end them all. Whenever a role is set or the
     // account disabled, changed or not, so a request retried after the session store failed
     // (the database already holding the new values) still ends the sessions.
@@ -189,10 +189,13 @@ async fn delete_user(
         .ok_or_else(ApiError::not_found)?
         .user;
     guard_last_admin(&state, &target, true).await?;
+    // Sessions end first, so a session store failure leaves the account in place for a retry.
     state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;
-    if !state.db.delete_user(&id).await.map_err(|e| crate::error::store_error(&e))? {
-        return Err(ApiError::not_found());
-    }
+    // The authoritative check, in one transaction with the delete: an admin removed by a
+    // concurrent request since the check above makes this one the last, and it is refused.
+    let target = kept_admin(
+        state.db.delete_user_keeping_admin(&id).await.map_err(|e| crate::error::store_error(&e))?,
+    )?;
     // Again after the deletion: a login that read the account between the first revocation
     // and the deletion made a session that only this one ends.
     state.sessions.revoke_for_user(&id, None, None).await.map_err(|e| session_error(&e))?;

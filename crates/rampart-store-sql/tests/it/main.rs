@@ -1,6 +1,7 @@
 //! Integration tests for the SQL store against real SQLite files and a real Postgres server.
 #![allow(unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admins;
 mod api_keys_vault;
 mod audit_sink;
 mod migrations;
