@@ -178,6 +178,19 @@ impl MasterKey {
         Ok(Self { bytes: SecretBytes::new(bytes), id, subkeys: std::sync::Arc::new(subkeys) })
     }
 
+    /// Whether the key bytes look made by hand rather than drawn at random: fewer than 16
+    /// different byte values, only printable ASCII (a text password used as a key), or one
+    /// step repeated (`00 01 02 …`). A random 32-byte key is none of these except with
+    /// negligible probability; production refuses such keys.
+    pub fn looks_low_entropy(&self) -> bool {
+        let b = self.bytes.expose_secret();
+        let distinct = b.iter().collect::<std::collections::HashSet<_>>().len();
+        let printable = b.iter().all(|c| (0x20..0x7f).contains(c));
+        let step = b[1].wrapping_sub(b[0]);
+        let progression = b.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step);
+        distinct < 16 || printable || progression
+    }
+
     /// A fresh random 32-byte key.
     pub fn generate() -> Self {
         let mut bytes = vec![0u8; 32];
@@ -362,6 +375,30 @@ mod tests {
         let mut v: Vec<u8> = (0..32u8).collect();
         v[0] = b;
         MasterKey::from_bytes(v).unwrap()
+    }
+
+    #[test]
+    fn hand_made_keys_look_low_entropy_and_generated_ones_do_not() {
+        let hex = |t: &str| MasterKey::parse(t).unwrap();
+        let b64 = |bytes: &[u8]| {
+            MasterKey::parse(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+                .unwrap()
+        };
+        for weak in [
+            hex(&"0102".repeat(16)),
+            hex(&"deadbeef".repeat(8)),
+            hex(&"0123456789abcdef".repeat(4)),
+            hex(&hex::encode("your-secret-key-here-32-bytes!!!")),
+            b64(&(0u8..32).collect::<Vec<_>>()),
+            b64(&(0u8..32).map(|i| 200u8.wrapping_sub(i * 3)).collect::<Vec<_>>()),
+            b64("password".repeat(4).as_bytes()),
+            b64("changeme".repeat(4).as_bytes()),
+        ] {
+            assert!(weak.looks_low_entropy(), "{weak:?}");
+        }
+        for _ in 0..200 {
+            assert!(!MasterKey::generate().looks_low_entropy());
+        }
     }
 
     #[test]

@@ -95,24 +95,49 @@ pub async fn verify(
             .verify(events, progress)
     });
     let mut after: Option<(String, u64)> = None;
+    // The first row whose search columns disagree with its sealed body, and how many events
+    // came before it. It still goes to the verifier, which may name a more specific failure
+    // at that row (a moved body breaks the chain there too).
+    let mut edited: Option<(rampart_audit::Failure, u64)> = None;
+    let mut sent = 0u64;
     let scan: Result<(), StoreError> = async {
         loop {
-            let chunk =
-                db.audit_chunk(after.as_ref().map(|(i, s)| (i.as_str(), *s)), None, 5000).await?;
-            let Some(last) = chunk.last() else { return Ok(()) };
+            let chunk = db
+                .audit_chunk_with_index_check(after.as_ref().map(|(i, s)| (i.as_str(), *s)), 5000)
+                .await?;
+            let Some((last, _)) = chunk.last() else { return Ok(()) };
             after = Some((last.instance.clone(), last.seq));
-            for ev in chunk {
+            for (ev, agrees) in chunk {
+                if !agrees && edited.is_none() {
+                    let failure = rampart_audit::Failure {
+                        instance: ev.instance.clone(),
+                        seq: ev.seq,
+                        id: Some(ev.id.clone()),
+                        reason: rampart_audit::FailureReason::IndexMismatch,
+                        expected_seq: None,
+                    };
+                    edited = Some((failure, sent));
+                }
                 if tx.send(ev).await.is_err() {
                     // The verifier stopped at a failure; it has what it needs.
                     return Ok(());
                 }
+                sent += 1;
             }
         }
     }
     .await;
     drop(tx);
-    let report = verifier.await.map_err(|_| StoreError::Corrupt("verifier panicked"))?;
+    let mut report = verifier.await.map_err(|_| StoreError::Corrupt("verifier panicked"))?;
     scan?;
+    // The edited row is the failure unless the chain failed at it or before it.
+    if let Some((failure, before)) = edited {
+        if report.ok || report.checked > before {
+            report.ok = false;
+            report.checked = before;
+            report.first_failure = Some(failure);
+        }
+    }
     Ok(report)
 }
 

@@ -141,6 +141,45 @@ impl Db {
             .collect()
     }
 
+    /// Like [`Db::audit_chunk`], with whether each row's query columns (`instance`, `seq`,
+    /// `id`, `ts_micros`, `event`, `outcome`, `user_id`, `ip`) still say what its sealed body
+    /// says. Only the body is hashed; the columns are copies for searching and ordering, so an
+    /// edit to them alone would hide an event from searches without breaking the chain.
+    pub async fn audit_chunk_with_index_check(
+        &self,
+        after: Option<(&str, u64)>,
+        limit: u32,
+    ) -> crate::Result<Vec<(AuditEvent, bool)>> {
+        let rows = sqlx::query(
+            "SELECT instance, seq, id, ts_micros, event, outcome, user_id, ip, body FROM audit_events \
+             WHERE ($1 IS NULL OR instance > $1 OR (instance = $1 AND seq > $2)) \
+             ORDER BY instance, seq LIMIT $3",
+        )
+        .bind(after.map(|a| a.0.to_owned()))
+        .bind(after.map_or(0, |a| i64::try_from(a.1).unwrap_or(i64::MAX)))
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        rows.iter()
+            .map(|r| {
+                let ev = decode(&get_string(r, "body")?)?;
+                let optional = |name: &str| {
+                    r.try_get::<Option<String>, _>(name).map_err(StoreError::from_sqlx)
+                };
+                let agrees = get_string(r, "instance")? == ev.instance
+                    && u64::try_from(get_i64(r, "seq")?).ok() == Some(ev.seq)
+                    && get_string(r, "id")? == ev.id
+                    && get_i64(r, "ts_micros")? == ev.ts_micros()
+                    && get_string(r, "event")? == ev.event.as_str()
+                    && get_string(r, "outcome")? == ev.outcome.as_str()
+                    && optional("user_id")? == ev.actor.as_ref().and_then(|a| a.user_id.clone())
+                    && optional("ip")? == ev.ip;
+                Ok((ev, agrees))
+            })
+            .collect()
+    }
+
     /// How many audit events are stored.
     pub async fn audit_count(&self) -> crate::Result<u64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")

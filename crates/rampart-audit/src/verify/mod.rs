@@ -112,6 +112,10 @@ pub enum FailureReason {
     Truncated,
     /// An instance's events are not contiguous in the input.
     InstanceNotContiguous,
+    /// A stored row's search columns (event, outcome, user, address, time, id, position)
+    /// disagree with its sealed body: the row was edited outside the chain, which hides the
+    /// event from searches. Reported by stores that keep such columns.
+    IndexMismatch,
 }
 
 /// Verifies one or more instance chains. See the [module docs](self) for the input order and

@@ -314,7 +314,7 @@ impl Config {
         if api_key_limit == 0 {
             return Err(ConfigError::new("RAMPART_API_KEY_LIMIT", "must be at least 1"));
         }
-        Ok(Config {
+        let config = Config {
             env,
             listen,
             workers,
@@ -409,7 +409,11 @@ impl Config {
             tls,
             insecure,
             warnings,
-        })
+        };
+        if prod {
+            refuse_unsafe_in_production(&config)?;
+        }
+        Ok(config)
     }
 
     /// Fills in the address actually bound when the public origin was derived from a listen
@@ -439,6 +443,64 @@ impl Config {
             SessionStoreKind::Memory
         })
     }
+}
+
+/// Production rules that look at several settings at once, after parsing.
+///
+/// # Errors
+/// A [`ConfigError`] naming the setting:
+/// - a secret or pseudonymization key that looks hand-made ([`MasterKey::looks_low_entropy`]);
+/// - trusted proxies that cover a large part of the address space (IPv4 wider than /8, IPv6
+///   wider than /7): such a list trusts clients, not proxies;
+/// - a CSRF exemption of `/` or one that covers or lies inside Rampart's own routes: it would
+///   switch CSRF protection off for the session-authenticated API itself.
+///
+/// [`MasterKey::looks_low_entropy`]: rampart_core::MasterKey::looks_low_entropy
+fn refuse_unsafe_in_production(c: &Config) -> Result<(), ConfigError> {
+    let weak = |k: &SecretString| {
+        rampart_core::MasterKey::parse(k.expose_secret()).is_ok_and(|m| m.looks_low_entropy())
+    };
+    const GENERATE: &str =
+        "looks hand-made (few distinct bytes, text or a sequence); generate one with `rampart gen-secret`";
+    if c.secret_key.as_ref().is_some_and(weak) {
+        return Err(ConfigError::new("RAMPART_SECRET_KEY", GENERATE));
+    }
+    if c.previous_secret_keys.iter().any(weak) {
+        return Err(ConfigError::new("RAMPART_PREVIOUS_SECRET_KEYS", GENERATE));
+    }
+    if c.pseudonymization_key.as_ref().is_some_and(weak) {
+        return Err(ConfigError::new("RAMPART_PSEUDONYMIZATION_KEY", GENERATE));
+    }
+    let too_wide = |n: &ipnet::IpNet| match n {
+        ipnet::IpNet::V4(v4) => v4.prefix_len() < 8,
+        ipnet::IpNet::V6(v6) => v6.prefix_len() < 7,
+    };
+    if let Some(net) = c.trusted_proxies.nets().iter().find(|n| too_wide(n)) {
+        return Err(ConfigError::new(
+            "RAMPART_TRUSTED_PROXIES",
+            format!(
+                "{net} covers too much of the address space to be a list of proxies \
+                 (at most /8 for IPv4 and /7 for IPv6); list the proxies' addresses"
+            ),
+        ));
+    }
+    for prefix in &c.csrf.exempt_prefixes {
+        let p = prefix.trim_end_matches('/');
+        let covers_own = p.is_empty()
+            || crate::gateway::proxy::OWN_PATHS
+                .iter()
+                .any(|own| own.strip_prefix(p).is_some_and(|r| r.is_empty() || r.starts_with('/')));
+        if covers_own || crate::gateway::proxy::is_own_path(p) {
+            return Err(ConfigError::new(
+                "RAMPART_CSRF_EXEMPT_PREFIXES",
+                format!(
+                    "{prefix:?} covers Rampart's own routes, which would lose CSRF protection; \
+                     exempt only the application's own paths (webhooks)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn cors_settings(r: &Reader<'_>) -> Result<Option<CorsSettings>, ConfigError> {

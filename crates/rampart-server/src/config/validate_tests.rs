@@ -45,6 +45,20 @@ fn a_valid_production_configuration_loads() {
 }
 
 #[test]
+fn production_accepts_private_proxy_ranges_and_webhook_exemptions() {
+    let c = prod(&[
+        ("RAMPART_TRUSTED_PROXIES", "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"),
+        ("RAMPART_CSRF_EXEMPT_PREFIXES", "/hooks,/webhooks/github,/apis"),
+    ])
+    .unwrap();
+    assert_eq!(c.trusted_proxies.nets().len(), 4);
+    assert_eq!(c.csrf.exempt_prefixes.len(), 3);
+    // The same settings as production refuses, in development: accepted there.
+    let dev = Config::from_raw(&raw(&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/")])).unwrap();
+    assert_eq!(dev.csrf.exempt_prefixes, ["/"]);
+}
+
+#[test]
 fn production_refuses_each_unsafe_setting_and_names_it() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("RAMPART_SECRET_KEY", "")], "RAMPART_SECRET_KEY"),
@@ -60,6 +74,26 @@ fn production_refuses_each_unsafe_setting_and_names_it() {
         (&[("RAMPART_INSECURE_DISABLE_RATE_LIMIT", "1")], "RAMPART_INSECURE_DISABLE_RATE_LIMIT"),
         (&[("RAMPART_SESION_STORE", "redis")], "RAMPART_SESION_STORE"),
         (&[("RAMPART_ARGON2_MEMORY_KIB", "4096")], "RAMPART_ARGON2_MEMORY_KIB"),
+        // Keys that look hand-made.
+        (&[("RAMPART_SECRET_KEY", &"0102".repeat(16))], "RAMPART_SECRET_KEY"),
+        (&[("RAMPART_SECRET_KEY", &"deadbeef".repeat(8))], "RAMPART_SECRET_KEY"),
+        (
+            &[("RAMPART_SECRET_KEY", "cGFzc3dvcmRwYXNzd29yZHBhc3N3b3JkcGFzc3dvcmQ")],
+            "RAMPART_SECRET_KEY",
+        ),
+        (
+            &[("RAMPART_PREVIOUS_SECRET_KEYS", &"0123456789abcdef".repeat(4))],
+            "RAMPART_PREVIOUS_SECRET_KEYS",
+        ),
+        // Trusted proxies that cover most of the address space, not a list of proxies.
+        (&[("RAMPART_TRUSTED_PROXIES", "0.0.0.0/1,128.0.0.0/1")], "RAMPART_TRUSTED_PROXIES"),
+        (&[("RAMPART_TRUSTED_PROXIES", "10.0.0.1,64.0.0.0/2")], "RAMPART_TRUSTED_PROXIES"),
+        (&[("RAMPART_TRUSTED_PROXIES", "::/1,8000::/1")], "RAMPART_TRUSTED_PROXIES"),
+        // CSRF exemptions that reach Rampart's own routes.
+        (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
+        (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/hooks,/api/")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
+        (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/api/keys")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
+        (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/account")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
     ];
     for (extra, setting) in cases {
         let err = prod(extra).unwrap_err();

@@ -832,6 +832,35 @@ async fn sqlite_refuses_updates_and_verify_catches_a_modified_event_body() {
 }
 
 #[tokio::test]
+async fn verify_catches_search_columns_edited_to_hide_an_event() {
+    let (s, events) = stopped_log().await;
+    let pool = sqlite(&s.dir).await;
+    sqlx::query("DROP TRIGGER audit_events_no_update").execute(&pool).await.unwrap();
+    // The sealed body stays as it was; only the copies the searches read are changed, so the
+    // event no longer turns up under its own kind, user or address.
+    let done = sqlx::query(
+        "UPDATE audit_events SET event = 'user_logout', outcome = 'failure', ip = '10.6.6.6' \
+         WHERE seq = 3",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    pool.close().await;
+    let failure = json!({
+        "instance": events[2]["instance"],
+        "seq": 3,
+        "id": events[2]["id"],
+        "reason": "index_mismatch",
+    });
+    assert_verify_fails(&s.dir, 2, failure.clone());
+    let s2 = Server::start_in(&s.dir, &[NO_RATE_LIMIT], &[]);
+    let a = login(&s2, ADMIN_EMAIL, ADMIN_PW).await;
+    let report: Value = a.get("/api/admin/audit/verify").await.json().await.unwrap();
+    assert_eq!(report, json!({"ok": false, "checked": 2, "first_failure": failure}));
+}
+
+#[tokio::test]
 async fn verify_catches_a_deleted_event() {
     let (s, events) = stopped_log().await;
     let pool = sqlite(&s.dir).await;
