@@ -66,6 +66,9 @@ impl StoreError {
     pub(crate) fn from_sqlx(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_code(&c)) => {
+                StoreError::Unavailable(e)
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -81,6 +84,23 @@ impl StoreError {
     }
 }
 
+/// Whether a database error code says the database cannot serve now, not that it refused the
+/// statement: Postgres connection exceptions (class 08), operator intervention (57P01–57P05:
+/// shutdown, database dropped, connections terminated), insufficient resources (class 53: too
+/// many connections, disk full), a database that does not exist (3D000) or does not accept
+/// connections (55000); SQLite busy or locked (5, 6, and their extended codes). Postgres codes
+/// are five characters, SQLite's are shorter numbers.
+fn unavailable_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || code.starts_with("57P")
+            || code.starts_with("53")
+            || code == "3D000"
+            || code == "55000";
+    }
+    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
 /// Result alias for this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -93,4 +113,24 @@ pub fn to_micros(t: time::OffsetDateTime) -> i64 {
 pub fn from_micros(us: i64) -> Result<time::OffsetDateTime> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .map_err(|_| StoreError::Corrupt("timestamp out of range"))
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn codes_of_a_database_that_cannot_serve_are_unavailable_and_refusals_are_not() {
+        for code in [
+            "08006", "08001", "57P01", "57P04", "53300", "53100", "3D000", "55000", "5", "6",
+            "517", "261",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in
+            ["23505", "23503", "42P01", "42601", "42501", "22001", "40001", "1", "19", "2067"]
+        {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
 }

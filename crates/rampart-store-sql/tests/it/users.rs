@@ -72,3 +72,35 @@ async fn concurrent_first_user_setup_creates_exactly_one_admin() {
         db.close().await;
     }
 }
+
+/// A Postgres database that refuses connections (an operator closed it, or dropped it) is
+/// unavailable, so the server answers 503 `database_unavailable` and not 500.
+#[tokio::test]
+async fn a_database_that_refuses_connections_is_unavailable_not_a_failed_statement() {
+    use sqlx::{Connection, Executor};
+    let Some(pg) = rampart_testkit::postgres_database().await else { return };
+    let db = rampart_store_sql::Db::connect(&pg.url, &rampart_store_sql::PoolConfig::default())
+        .await
+        .unwrap();
+    db.migrate_up().await.unwrap();
+    assert!(db.user_by_id("u_nobody").await.unwrap().is_none());
+    let name = pg.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin =
+        sqlx::PgConnection::connect(&rampart_testkit::postgres_admin_url()).await.unwrap();
+    admin.execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false").as_str()).await.unwrap();
+    admin
+        .execute(
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let err = db.user_by_id("u_nobody").await.unwrap_err();
+        assert!(err.is_unavailable(), "{err:?}");
+    }
+    admin.execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true").as_str()).await.unwrap();
+}
