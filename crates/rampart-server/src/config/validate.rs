@@ -445,6 +445,13 @@ impl Config {
     }
 }
 
+/// The most consecutive failed logins per email production accepts before the lock.
+const MAX_LOGIN_FAILURES: u32 = 100;
+/// The most failed logins per client address production accepts before the address lock.
+const MAX_LOGIN_IP_FAILURES: u32 = 1000;
+/// The longest session lifetime (idle or absolute) production accepts.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
 /// Production rules that look at several settings at once, after parsing.
 ///
 /// # Errors
@@ -453,7 +460,9 @@ impl Config {
 /// - trusted proxies that cover a large part of the address space (IPv4 wider than /8, IPv6
 ///   wider than /7): such a list trusts clients, not proxies;
 /// - a CSRF exemption of `/` or one that covers or lies inside Rampart's own routes: it would
-///   switch CSRF protection off for the session-authenticated API itself.
+///   switch CSRF protection off for the session-authenticated API itself;
+/// - login lockouts above 100 failures per email or 1000 per address, sessions living longer
+///   than 30 days, and plain-http origins trusted for CSRF or CORS.
 ///
 /// [`MasterKey::looks_low_entropy`]: rampart_core::MasterKey::looks_low_entropy
 fn refuse_unsafe_in_production(c: &Config) -> Result<(), ConfigError> {
@@ -483,6 +492,39 @@ fn refuse_unsafe_in_production(c: &Config) -> Result<(), ConfigError> {
                  (at most /8 for IPv4 and /7 for IPv6); list the proxies' addresses"
             ),
         ));
+    }
+    // Lockouts and sessions that a setting has made unbounded. Above these the protection is
+    // off in all but name: guessing a password 100 times an hour per account is the most the
+    // checklist allows, and a session living longer than 30 days outlives every assurance
+    // level's re-authentication.
+    if c.login.max_failures > MAX_LOGIN_FAILURES {
+        return Err(ConfigError::new(
+            "RAMPART_LOGIN_MAX_FAILURES",
+            format!("at most {MAX_LOGIN_FAILURES} in production"),
+        ));
+    }
+    if c.login.ip_max_failures > MAX_LOGIN_IP_FAILURES {
+        return Err(ConfigError::new(
+            "RAMPART_LOGIN_IP_MAX_FAILURES",
+            format!("at most {MAX_LOGIN_IP_FAILURES} in production"),
+        ));
+    }
+    if c.session.absolute_timeout > MAX_SESSION_LIFETIME {
+        return Err(ConfigError::new(
+            "RAMPART_SESSION_ABSOLUTE_TIMEOUT",
+            "at most 30d in production",
+        ));
+    }
+    if c.session.idle_timeout > MAX_SESSION_LIFETIME {
+        return Err(ConfigError::new("RAMPART_SESSION_IDLE_TIMEOUT", "at most 30d in production"));
+    }
+    // Cookies are `Secure` on an https origin: an http origin trusted for CSRF or CORS is one a
+    // network attacker can speak for.
+    if let Some(o) = c.csrf.trusted.iter().find(|o| !o.is_https()) {
+        return Err(ConfigError::new("RAMPART_CSRF_TRUSTED_ORIGINS", format!("{o} is not https")));
+    }
+    if let Some(o) = c.cors.as_ref().and_then(|cors| cors.origins.iter().find(|o| !o.is_https())) {
+        return Err(ConfigError::new("RAMPART_CORS_ALLOWED_ORIGINS", format!("{o} is not https")));
     }
     for prefix in &c.csrf.exempt_prefixes {
         let p = prefix.trim_end_matches('/');

@@ -53,6 +53,17 @@ fn production_accepts_private_proxy_ranges_and_webhook_exemptions() {
     .unwrap();
     assert_eq!(c.trusted_proxies.nets().len(), 4);
     assert_eq!(c.csrf.exempt_prefixes.len(), 3);
+    // The bounds themselves are accepted.
+    let c = prod(&[
+        ("RAMPART_LOGIN_MAX_FAILURES", "100"),
+        ("RAMPART_LOGIN_IP_MAX_FAILURES", "1000"),
+        ("RAMPART_SESSION_IDLE_TIMEOUT", "30d"),
+        ("RAMPART_SESSION_ABSOLUTE_TIMEOUT", "30d"),
+        ("RAMPART_CSRF_TRUSTED_ORIGINS", "https://app.example.com"),
+        ("RAMPART_CORS_ALLOWED_ORIGINS", "https://app.example.com"),
+    ])
+    .unwrap();
+    assert_eq!(c.login.max_failures, 100);
     // The same settings as production refuses, in development: accepted there.
     let dev = Config::from_raw(&raw(&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/")])).unwrap();
     assert_eq!(dev.csrf.exempt_prefixes, ["/"]);
@@ -94,6 +105,23 @@ fn production_refuses_each_unsafe_setting_and_names_it() {
         (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/hooks,/api/")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
         (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/api/keys")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
         (&[("RAMPART_CSRF_EXEMPT_PREFIXES", "/account")], "RAMPART_CSRF_EXEMPT_PREFIXES"),
+        // Protections that a setting made unbounded.
+        (&[("RAMPART_LOGIN_MAX_FAILURES", "1000000")], "RAMPART_LOGIN_MAX_FAILURES"),
+        (&[("RAMPART_LOGIN_IP_MAX_FAILURES", "1000000000")], "RAMPART_LOGIN_IP_MAX_FAILURES"),
+        (&[("RAMPART_SESSION_ABSOLUTE_TIMEOUT", "3650d")], "RAMPART_SESSION_ABSOLUTE_TIMEOUT"),
+        (
+            &[("RAMPART_SESSION_IDLE_TIMEOUT", "31d"), ("RAMPART_SESSION_ABSOLUTE_TIMEOUT", "30d")],
+            "RAMPART_SESSION_IDLE_TIMEOUT",
+        ),
+        // Plain-http origins trusted across sites.
+        (
+            &[("RAMPART_CSRF_TRUSTED_ORIGINS", "http://app.example.com")],
+            "RAMPART_CSRF_TRUSTED_ORIGINS",
+        ),
+        (
+            &[("RAMPART_CORS_ALLOWED_ORIGINS", "http://app.example.com")],
+            "RAMPART_CORS_ALLOWED_ORIGINS",
+        ),
     ];
     for (extra, setting) in cases {
         let err = prod(extra).unwrap_err();

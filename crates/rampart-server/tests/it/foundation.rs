@@ -53,10 +53,21 @@ fn production_refuses_http_origin_insecure_switches_and_unknown_settings() {
         &prod_env(&[("RAMPART_INSECURE_DISABLE_CSRF", "true")]),
         "RAMPART_INSECURE_DISABLE_CSRF",
     );
-    for everyone in ["0.0.0.0/0", "10.0.0.1,::/0"] {
+    for everyone in ["0.0.0.0/0", "10.0.0.1,::/0", "0.0.0.0/1,128.0.0.0/1"] {
         let env = prod_env(&[("RAMPART_TRUSTED_PROXIES", everyone)]);
         refused(dir.path(), &env, "RAMPART_TRUSTED_PROXIES");
     }
+    let weak_key = "deadbeef".repeat(8);
+    refused(dir.path(), &prod_env(&[("RAMPART_SECRET_KEY", &weak_key)]), "RAMPART_SECRET_KEY");
+    for exempt in ["/", "/api/"] {
+        let env = prod_env(&[("RAMPART_CSRF_EXEMPT_PREFIXES", exempt)]);
+        refused(dir.path(), &env, "RAMPART_CSRF_EXEMPT_PREFIXES");
+    }
+    refused(
+        dir.path(),
+        &prod_env(&[("RAMPART_LOGIN_MAX_FAILURES", "1000000")]),
+        "RAMPART_LOGIN_MAX_FAILURES",
+    );
     refused(
         dir.path(),
         &prod_env(&[("RAMPART_INSECURE_DISABLE_RATE_LIMIT", "on")]),
