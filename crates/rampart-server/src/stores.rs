@@ -48,10 +48,15 @@ pub async fn build(
                 config.session.store_timeout,
             ))
         }
-        (SessionStoreKind::Sql, _) => Arc::new(rampart_store_sql::SqlSessionStore::new(
-            db.clone(),
-            keyring.clone(),
-            clock.clone(),
+        // The SQL store waits on the database pool; RAMPART_SESSION_STORE_TIMEOUT bounds it as
+        // the Redis store bounds its own commands.
+        (SessionStoreKind::Sql, _) => Arc::new(rampart_session::TimeoutStore::new(
+            Arc::new(rampart_store_sql::SqlSessionStore::new(
+                db.clone(),
+                keyring.clone(),
+                clock.clone(),
+            )),
+            config.session.store_timeout,
         )),
         _ => {
             let mem =

@@ -48,6 +48,7 @@ pub mod manager;
 pub mod memory;
 pub mod record;
 pub mod store;
+pub mod timeout;
 
 pub use cookie::{CookieConfig, CookieRead, SameSite};
 pub use error::{Result, SessionError};
@@ -60,3 +61,4 @@ pub use manager::{ActiveSession, CurrentSession, LoadOutcome, SessionManager};
 pub use memory::MemorySessionStore;
 pub use record::{SessionRecord, SessionTimeouts};
 pub use store::SessionStore;
+pub use timeout::TimeoutStore;
