@@ -120,43 +120,40 @@ impl Db {
         since: Option<i64>,
         limit: u32,
     ) -> crate::Result<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT body FROM audit_events \
-             WHERE ($1 IS NULL OR instance > $1 OR (instance = $1 AND seq > $2)) AND ($3 IS NULL OR ts_micros >= $3) \
-             ORDER BY instance, seq LIMIT $4",
-        )
-        .bind(after.map(|a| a.0.to_owned()))
-        .bind(after.map_or(0, |a| i64::try_from(a.1).unwrap_or(i64::MAX)))
-        .bind(since)
-        .bind(i64::from(limit.clamp(1, 10_000)))
-        .fetch_all(self.pool())
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|r| {
-                r.try_get::<String, _>("body")
-                    .map_err(StoreError::from_sqlx)
-                    .and_then(|b| decode(&b))
-            })
-            .collect()
+        let rows = self.audit_rows(after, since, limit).await?;
+        Ok(rows.into_iter().map(|(ev, _)| ev).collect())
     }
 
-    /// Like [`Db::audit_chunk`], with whether each row's query columns (`instance`, `seq`,
-    /// `id`, `ts_micros`, `event`, `outcome`, `user_id`, `ip`) still say what its sealed body
-    /// says. Only the body is hashed; the columns are copies for searching and ordering, so an
-    /// edit to them alone would hide an event from searches without breaking the chain.
+    /// Like [`Db::audit_chunk`] (without `since`), with whether each row's query columns
+    /// (`instance`, `seq`, `id`, `ts_micros`, `event`, `outcome`, `user_id`, `ip`) still say
+    /// what its sealed body says. Only the body is hashed; the columns are copies for searching
+    /// and ordering, so an edit to them alone would hide an event from searches without
+    /// breaking the chain.
     pub async fn audit_chunk_with_index_check(
         &self,
         after: Option<(&str, u64)>,
         limit: u32,
     ) -> crate::Result<Vec<(AuditEvent, bool)>> {
+        self.audit_rows(after, None, limit).await
+    }
+
+    /// The rows of [`Db::audit_chunk`], each with whether its query columns match its body.
+    async fn audit_rows(
+        &self,
+        after: Option<(&str, u64)>,
+        since: Option<i64>,
+        limit: u32,
+    ) -> crate::Result<Vec<(AuditEvent, bool)>> {
         let rows = sqlx::query(
-            "SELECT instance, seq, id, ts_micros, event, outcome, user_id, ip, body FROM audit_events \
+            "SELECT instance, seq, id, ts_micros, event, outcome, user_id, ip, body \
+             FROM audit_events \
              WHERE ($1 IS NULL OR instance > $1 OR (instance = $1 AND seq > $2)) \
-             ORDER BY instance, seq LIMIT $3",
+             AND ($3 IS NULL OR ts_micros >= $3) \
+             ORDER BY instance, seq LIMIT $4",
         )
         .bind(after.map(|a| a.0.to_owned()))
         .bind(after.map_or(0, |a| i64::try_from(a.1).unwrap_or(i64::MAX)))
+        .bind(since)
         .bind(i64::from(limit.clamp(1, 10_000)))
         .fetch_all(self.pool())
         .await

@@ -222,41 +222,31 @@ async fn verify(
         Decision::Forbidden { rule } => {
             let path = normalize_path(&original.uri)
                 .map_or_else(|| "(unreadable)".to_owned(), |p| crate::http::loggable_path(&p));
-            let host = crate::http::loggable_path(&original.host);
-            let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied).with(json!({
+            let details = json!({
                 "via": "forward_auth",
                 "rule": rule,
-                "host": host,
+                "host": crate::http::loggable_path(&original.host),
                 "path": path,
                 "method": original.method.as_str(),
-            }));
-            let who = match user {
-                Some(u) => {
-                    ev = ev.by(u);
-                    u.user_id.clone()
-                }
-                None => meta.ip_bucket(),
-            };
-            // Per caller and rule, not path: a caller cycling through paths must not write an
-            // event per request.
-            let key = format!("deny|{who}|{rule}");
-            state.audit_bounded_key(&meta, &key, ev).await;
-            ApiError::forbidden().into_response()
+            });
+            denied(&state, &meta, user, &rule, details).await
         }
     };
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
-/// 403 for forwarding headers that describe no readable request ([`Unreadable`]), audited as
-/// `access_denied` under the rule name [`INVALID_PATH`], once per caller per bound.
-async fn unreadable(
+/// 403 `forbidden`, audited as `access_denied` with `details`: at most once per caller and
+/// rule within the bound, not per path, so a caller cycling through paths does not write an
+/// event per request.
+async fn denied(
     state: &AppState,
     meta: &RequestMeta,
     user: Option<&crate::auth::AuthenticatedUser>,
+    rule: &str,
+    details: serde_json::Value,
 ) -> Response {
-    let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied)
-        .with(json!({"via": "forward_auth", "rule": INVALID_PATH, "reason": "unreadable_forwarding_headers"}));
+    let mut ev = NewEvent::new(EventKind::AccessDenied, Outcome::Denied).with(details);
     let who = match user {
         Some(u) => {
             ev = ev.by(u);
@@ -264,8 +254,23 @@ async fn unreadable(
         }
         None => meta.ip_bucket(),
     };
-    state.audit_bounded_key(meta, &format!("deny|{who}|{INVALID_PATH}"), ev).await;
-    let mut res = ApiError::forbidden().into_response();
+    state.audit_bounded_key(meta, &format!("deny|{who}|{rule}"), ev).await;
+    ApiError::forbidden().into_response()
+}
+
+/// 403 for forwarding headers that describe no readable request ([`Unreadable`]), audited
+/// under the rule name [`INVALID_PATH`].
+async fn unreadable(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: Option<&crate::auth::AuthenticatedUser>,
+) -> Response {
+    let details = json!({
+        "via": "forward_auth",
+        "rule": INVALID_PATH,
+        "reason": "unreadable_forwarding_headers",
+    });
+    let mut res = denied(state, meta, user, INVALID_PATH, details).await;
     res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
