@@ -110,6 +110,8 @@ named_enum! {
         AuditCheckpoint => "audit_checkpoint",
         /// An admin turned values into pseudonyms (the purpose and how many; never the values).
         Pseudonymized => "pseudonymized",
+        /// An admin read the audit log: a page of a query or a verification of the chains.
+        AuditRead => "audit_read",
     }
 }
 
@@ -268,7 +270,7 @@ mod tests {
 
     #[test]
     fn every_event_kind_round_trips_through_its_name() {
-        assert_eq!(EventKind::ALL.len(), 25);
+        assert_eq!(EventKind::ALL.len(), 26);
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>().unwrap(), *kind);
             let json = serde_json::to_string(kind).unwrap();

@@ -170,7 +170,7 @@ pub const OPS: &[Op] = &[
     op(
         "get",
         "/api/admin/audit",
-        "Query the audit log, newest first",
+        "Query the audit log, newest first (each answered page is audited as audit_read)",
         Admin,
         None,
         (200, Some("AuditPage")),
@@ -178,7 +178,7 @@ pub const OPS: &[Op] = &[
     op(
         "get",
         "/api/admin/audit/verify",
-        "Verify the audit log",
+        "Verify the audit log (audited as audit_read)",
         Admin,
         None,
         (200, Some("VerifyReport")),

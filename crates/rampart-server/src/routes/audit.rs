@@ -1,6 +1,12 @@
 //! `GET /api/admin/audit` (query with filters and stable cursor paging) and
 //! `GET /api/admin/audit/verify` (verify every stored chain). Admin only: mounted under
 //! `/api/admin`.
+//!
+//! Reading the log is itself on record: every answered page and every verification is audited
+//! as `audit_read` (the admin, what was read: the filter, whether a cursor was followed and how
+//! many events came back, or the verification's outcome), after the read and before the answer.
+//! When that event cannot be written the answer is 503 and nothing read is given out. The
+//! event is never part of the answer it records; the next read sees it.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -10,6 +16,10 @@ use rampart_store_sql::{AuditCursor, AuditFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use rampart_audit::{EventKind, NewEvent, Outcome};
+
+use crate::audit::{NewEventExt, RequestMeta};
+use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -49,6 +59,8 @@ fn non_empty(v: Option<String>) -> Option<String> {
 
 async fn query(
     State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(q) =
@@ -86,14 +98,41 @@ async fn query(
         .audit_page(&filter, cursor.as_ref(), limit)
         .await
         .map_err(|e| crate::error::store_error(&e))?;
+    let read = json!({
+        "what": "query",
+        // As given, not as parsed: the record shows what the admin asked for.
+        "filter": {
+            "event": filter.event,
+            "user_id": filter.user_id,
+            "ip": filter.ip,
+            "outcome": filter.outcome,
+            "since": non_empty(q.since),
+            "until": non_empty(q.until),
+        },
+        "limit": limit,
+        "cursor": cursor.is_some(),
+        "returned": page.events.len(),
+    });
+    state.audit_required(&meta, read_event(&admin, read)).await?;
     Ok(Json(json!({"events": page.events, "next_cursor": page.next.map(|c| c.encode())})))
 }
 
-async fn verify(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn verify(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    CurrentUser(admin): CurrentUser,
+) -> ApiResult<Json<Value>> {
     let report = crate::audit_store::verify(&state.db, &state.keyring, Vec::new(), |_| {})
         .await
         .map_err(|e| crate::error::store_error(&e))?;
+    let read = json!({"what": "verify", "ok": report.ok, "checked": report.checked});
+    state.audit_required(&meta, read_event(&admin, read)).await?;
     Ok(Json(
         serde_json::to_value(&report).map_err(|e| ApiError::internal_from("audit report", &e))?,
     ))
+}
+
+/// The `audit_read` event of `admin`'s read.
+fn read_event(admin: &crate::auth::AuthenticatedUser, details: Value) -> NewEvent {
+    NewEvent::new(EventKind::AuditRead, Outcome::Success).by(admin).with(details)
 }

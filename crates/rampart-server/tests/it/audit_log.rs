@@ -54,8 +54,19 @@ impl Session {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
-    /// Every event matching `query`, newest first, following the cursor.
+    /// Every event matching `query`, newest first, following the cursor; unless `query` names
+    /// an event kind, the `audit_read` events that reading writes are left out.
     async fn events(&self, query: &[(&str, &str)]) -> Vec<Value> {
+        let reads_too = query.iter().any(|(k, _)| *k == "event");
+        let mut all = self.all_events(query).await;
+        if !reads_too {
+            all.retain(|e| e["event"] != "audit_read");
+        }
+        all
+    }
+
+    /// Every event matching `query`, newest first, following the cursor.
+    async fn all_events(&self, query: &[(&str, &str)]) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -690,14 +701,16 @@ async fn audit_pages_are_stable_under_new_writes_with_no_gaps_or_duplicates() {
     for _ in 0..25 {
         assert_eq!(u.get("/api/admin/users").await.status(), 403);
     }
-    let snapshot = a.events(&[]).await;
-    assert_eq!(snapshot.len(), 29);
+    // Paged by outcome: the 25 refusals, and none of the `audit_read` events that each page
+    // writes as it is read.
+    let snapshot = a.events(&[("outcome", "denied")]).await;
+    assert_eq!(snapshot.len(), 25);
     assert_newest_first(&snapshot);
 
     let page = |cursor: Option<String>| {
         let a = &a;
         async move {
-            let mut q = vec![("limit", "10".to_owned())];
+            let mut q = vec![("limit", "10".to_owned()), ("outcome", "denied".to_owned())];
             if let Some(c) = cursor {
                 q.push(("cursor", c));
             }
@@ -717,12 +730,12 @@ async fn audit_pages_are_stable_under_new_writes_with_no_gaps_or_duplicates() {
     let (p2_again, c2_again) = page(c1.clone()).await;
     assert_eq!((ids(&p2_again), &c2_again), (ids(&p2), &c2), "a cursor names a fixed position");
     let (p3, c3) = page(c2).await;
-    assert_eq!(p3.len(), 9);
+    assert_eq!(p3.len(), 5);
     assert!(c3.is_none(), "last page");
     let paged: Vec<Value> = p1.into_iter().chain(p2).chain(p3).collect();
     assert_eq!(ids(&paged), ids(&snapshot), "no gaps, no duplicates, same order");
     let unique: HashSet<String> = ids(&paged).into_iter().collect();
-    assert_eq!(unique.len(), 29);
+    assert_eq!(unique.len(), 25);
     assert_newest_first(&paged);
     // The new event heads a fresh first page.
     let (fresh, _) = page(None).await;
@@ -769,6 +782,69 @@ async fn the_audit_query_rejects_bad_parameters_and_callers_who_are_not_admins()
     assert!(denied.iter().all(|e| e["actor"]["user_id"] == u.user_id.as_str()));
 }
 
+#[tokio::test]
+async fn reading_the_audit_log_is_itself_audited_and_refused_when_that_cannot_be_recorded() {
+    let s = Server::start(&[NO_RATE_LIMIT]);
+    let a = admin(&s).await;
+    create_user(&a, USER_EMAIL).await;
+    let u = login(&s, USER_EMAIL, USER_PW).await;
+    let (status, body) = a.audit(&[("event", "user_created"), ("limit", "5")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    assert!(body["events"].to_string().find("audit_read").is_none(), "{body}");
+    let r = a.get("/api/admin/audit/verify").await;
+    assert_eq!(r.status(), 200);
+    let verify_rid = request_id(&r);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(u.get("/api/admin/audit").await.status(), 403, "a non-admin reads nothing");
+
+    let reads = a.all_events(&[("event", "audit_read")]).await;
+    assert_eq!(reads.len(), 2, "one per answered read, the refused one not among them: {reads:?}");
+    assert!(reads.iter().all(|e| e["actor"]["user_id"] == a.user_id.as_str()), "{reads:?}");
+    assert!(reads.iter().all(|e| e["outcome"] == "success"), "{reads:?}");
+    let (verified, queried) = (&reads[0], &reads[1]);
+    assert_eq!(verified["request_id"], verify_rid.as_str());
+    assert_eq!(
+        verified["details"],
+        json!({"what": "verify", "ok": true, "checked": report["checked"]})
+    );
+    assert_eq!(
+        queried["details"],
+        json!({
+            "what": "query",
+            "filter": {"event": "user_created", "user_id": null, "ip": null, "outcome": null,
+                       "since": null, "until": null},
+            "limit": 5,
+            "cursor": false,
+            "returned": 1,
+        })
+    );
+
+    // With the log refusing writes, a read is refused too and gives nothing out.
+    let pool = sqlite(&s.dir).await;
+    sqlx::query(
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events \
+         BEGIN SELECT RAISE(ABORT, 'audit log down'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for path in ["/api/admin/audit?event=user_created", "/api/admin/audit/verify"] {
+        let r = a.get(path).await;
+        assert_eq!(r.status(), 503, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&body), "audit_unavailable", "{path}: {body}");
+        assert!(body.get("events").is_none() && body.get("ok").is_none(), "{path}: {body}");
+    }
+    // Once the log takes writes again, reading works and the chain still verifies.
+    sqlx::query("DROP TRIGGER audit_down").execute(&pool).await.unwrap();
+    pool.close().await;
+    let r = a.get("/api/admin/audit/verify").await;
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tamper evidence
 // ---------------------------------------------------------------------------------------------
@@ -782,14 +858,16 @@ async fn an_untampered_log_verifies_through_the_api_and_the_cli() {
     assert_eq!(u.get("/api/admin/users").await.status(), 403);
     let n = a.events(&[]).await.len();
     assert_eq!(n, 5);
+    // The verification sees the five and the `audit_read` of the query above; the CLI, later,
+    // also the verification's own `audit_read`.
     let r = a.get("/api/admin/audit/verify").await;
     assert_eq!(r.status(), 200);
     let report: Value = r.json().await.unwrap();
-    assert_eq!(report, json!({"ok": true, "checked": n, "first_failure": null}));
+    assert_eq!(report, json!({"ok": true, "checked": n + 1, "first_failure": null}));
     assert!(s.terminate().success());
     let (code, report, out) = verify_cli(&s.dir, &[]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(report, json!({"ok": true, "checked": n, "first_failure": null}));
+    assert_eq!(report, json!({"ok": true, "checked": n + 2, "first_failure": null}));
     assert!(out.contains("no tampering found"), "{out}");
 }
 
@@ -949,13 +1027,13 @@ async fn postgres_refuses_update_and_delete_of_audit_rows() {
         .await
         .unwrap()
         .get("n");
-    assert_eq!(n, 2);
+    assert_eq!(n, 3, "setup, login and the audit_read of the query above");
     pool.close().await;
     let r = a.get("/api/admin/audit/verify").await;
     assert_eq!(r.json::<Value>().await.unwrap()["ok"], true);
     let (code, report, out) = verify_cli(&s.dir, &[("RAMPART_DATABASE_URL", &pg.url)]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(report, json!({"ok": true, "checked": 2, "first_failure": null}));
+    assert_eq!(report, json!({"ok": true, "checked": 4, "first_failure": null}));
 }
 
 // ---------------------------------------------------------------------------------------------
