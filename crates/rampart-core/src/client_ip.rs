@@ -178,6 +178,38 @@ fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
     None
 }
 
+/// Appends `ip` to `out` as text, exactly as its `Display` writes it. IPv4 addresses, the
+/// common case on every request, are written digit by digit without the formatting machinery.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// `ip` as text, as [`push_ip`] writes it.
+pub fn ip_text(ip: IpAddr) -> String {
+    let mut out = String::with_capacity(15);
+    push_ip(&mut out, ip);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +217,27 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ip_text_matches_display_for_every_octet_and_for_ipv6() {
+        for a in 0..=255u8 {
+            for ip in [
+                IpAddr::from([a, 0, 10, 255]),
+                IpAddr::from([9, a, 99, 100]),
+                IpAddr::from([200, 1, a, 7]),
+                IpAddr::from([1, 2, 3, a]),
+            ] {
+                assert_eq!(ip_text(ip), ip.to_string());
+            }
+        }
+        for text in ["::1", "2001:db8::7", "::ffff:10.0.0.1", "fe80::1:2:3:4"] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let mut out = String::from("x, ");
+        push_ip(&mut out, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(out, "x, 127.0.0.1");
     }
 
     #[test]

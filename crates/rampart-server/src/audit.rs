@@ -37,13 +37,25 @@ pub struct RequestMeta {
 
 impl RequestMeta {
     fn build(ext: &axum::http::Extensions, headers: &HeaderMap) -> Self {
+        Self::from_parts(
+            client_ip(ext),
+            headers.get(axum::http::header::USER_AGENT),
+            ext.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+        )
+    }
+
+    /// From the resolved address, the `User-Agent` header and the request id.
+    pub fn from_parts(
+        ip: IpAddr,
+        user_agent: Option<&axum::http::HeaderValue>,
+        request_id: String,
+    ) -> Self {
         Self {
-            ip: ext.get::<ClientIp>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0),
-            user_agent: headers
-                .get(axum::http::header::USER_AGENT)
+            ip,
+            user_agent: user_agent
                 .and_then(|v| v.to_str().ok())
                 .map(|s| rampart_core::redact::truncate(s, MAX_USER_AGENT)),
-            request_id: ext.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+            request_id,
         }
     }
 
@@ -58,6 +70,11 @@ impl RequestMeta {
     pub fn ip_bucket(&self) -> String {
         rampart_ratelimit::rule::ip_bucket(self.ip)
     }
+}
+
+/// The resolved client address of a request (loopback when none was resolved).
+pub fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<ClientIp>().map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {

@@ -135,14 +135,19 @@ pub fn csrf_token(state: &AppState, id: &SessionId) -> rampart_core::SecretStrin
 
 /// Authenticates the request and records the outcome as the [`Auth`] extension.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let meta = RequestMeta::from_request(&req);
     let started = state.clock.now();
     let mut clear_cookie = false;
     // A presented `rk_` key decides the request: a bad one is refused, never replaced by the
-    // cookie, and a good one means the cookie is not read at all.
-    let key_user = match crate::api_keys::authenticate_request(&state, &meta, req.headers()).await {
-        Ok(u) => u,
-        Err(e) => return e.into_response(),
+    // cookie, and a good one means the cookie is not read at all. The audit context of the
+    // request is built only where an event is written.
+    let key_user = if req.headers().contains_key(header::AUTHORIZATION) {
+        let meta = RequestMeta::from_request(&req);
+        match crate::api_keys::authenticate_request(&state, &meta, req.headers()).await {
+            Ok(u) => u,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
     };
     let cookie =
         if key_user.is_some() { CookieRead::None } else { state.cookie.read(req.headers()) };
@@ -152,7 +157,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             clear_cookie = true;
             state
                 .audit_bounded(
-                    &meta,
+                    &RequestMeta::from_request(&req),
                     NewEvent::new(EventKind::InvalidToken, Outcome::Failure)
                         .with(json!({"reason": "malformed_cookie"})),
                 )
@@ -192,7 +197,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 clear_cookie = true;
                 state
                     .audit(
-                        &meta,
+                        &RequestMeta::from_request(&req),
                         NewEvent::new(EventKind::SessionExpiredIdle, Outcome::Success)
                             .user(&record.user_id)
                             .session(&record.handle),
@@ -204,7 +209,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 clear_cookie = true;
                 state
                     .audit(
-                        &meta,
+                        &RequestMeta::from_request(&req),
                         NewEvent::new(EventKind::SessionExpiredMaxAge, Outcome::Success)
                             .user(&record.user_id)
                             .session(&record.handle),
@@ -216,7 +221,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 clear_cookie = true;
                 state
                     .audit_bounded(
-                        &meta,
+                        &RequestMeta::from_request(&req),
                         NewEvent::new(EventKind::InvalidToken, Outcome::Failure)
                             .with(json!({"reason": "unknown_session"})),
                     )
@@ -241,15 +246,26 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     };
     let authenticated = auth.user().is_some();
     let caller = auth.user().cloned();
+    // Kept for the refusals below, as shared handles: most requests are refused by nothing.
     let method = req.method().clone();
-    let path = crate::http::loggable_path(req.uri().path());
+    let uri = req.uri().clone();
+    let ip = crate::audit::client_ip(req.extensions());
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
     req.extensions_mut().insert(csrf);
     req.extensions_mut().insert(auth);
     let mut res = next.run(req).await;
     let csrf_rejection = res.extensions().get::<rampart_protect::csrf::CsrfRejection>().cloned();
     let rate_limited = res.extensions().get::<rampart_ratelimit::RateLimited>().cloned();
-    record_rejections(&state, &meta, csrf_rejection, rate_limited, caller.as_ref(), &method, &path)
-        .await;
+    if csrf_rejection.is_some() || rate_limited.is_some() {
+        let meta = RequestMeta::from_parts(
+            ip,
+            user_agent.as_ref(),
+            crate::http::request_id::current_request_id(),
+        );
+        let path = crate::http::loggable_path(uri.path());
+        let rejections = (csrf_rejection, rate_limited);
+        record_rejections(&state, &meta, rejections, caller.as_ref(), &method, &path).await;
+    }
     if authenticated {
         res.extensions_mut().insert(rampart_protect::headers::Authenticated);
     }
@@ -265,8 +281,10 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
 async fn record_rejections(
     state: &AppState,
     meta: &RequestMeta,
-    csrf_rejection: Option<rampart_protect::csrf::CsrfRejection>,
-    rate_limited: Option<rampart_ratelimit::RateLimited>,
+    (csrf_rejection, rate_limited): (
+        Option<rampart_protect::csrf::CsrfRejection>,
+        Option<rampart_ratelimit::RateLimited>,
+    ),
     caller: Option<&AuthenticatedUser>,
     method: &axum::http::Method,
     path: &str,

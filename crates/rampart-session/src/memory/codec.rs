@@ -289,7 +289,7 @@ impl<'a> Reader<'a> {
             0 => None,
             1 => {
                 let o: [u8; 4] = self.bytes(4)?.try_into().ok()?;
-                Some(std::net::Ipv4Addr::from(o).to_string())
+                Some(rampart_core::client_ip::ip_text(std::net::Ipv4Addr::from(o).into()))
             }
             2 => {
                 let o: [u8; 16] = self.bytes(16)?.try_into().ok()?;

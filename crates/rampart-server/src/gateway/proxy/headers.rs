@@ -95,6 +95,11 @@ pub(super) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 /// Removes hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`
 /// (a WebSocket handshake) `Connection: upgrade` and the `Upgrade` header are put back.
 pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most requests and answers carry none of them: look at the names present once rather
+    // than removing each hop-by-hop name in turn.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let upgrade = headers.get(UPGRADE).cloned();
     for token in connection_tokens(headers) {
         if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -143,7 +148,7 @@ pub(super) fn forwarded_for(
 ) -> String {
     let peer = canonical_ip(peer);
     if !trusted.contains(peer) {
-        return peer.to_string();
+        return rampart_core::client_ip::ip_text(peer);
     }
     let hops: Vec<Option<IpAddr>> = if xff.iter().any(|v| !v.trim().is_empty()) {
         xff.iter()
@@ -169,9 +174,14 @@ pub(super) fn forwarded_for(
             break;
         }
     }
-    kept.reverse();
-    kept.push(peer);
-    kept.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    let mut out = String::with_capacity(16 * (kept.len() + 1));
+    for ip in kept.iter().rev().chain([&peer]) {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        rampart_core::client_ip::push_ip(&mut out, *ip);
+    }
+    out
 }
 
 fn canonical_ip(ip: IpAddr) -> IpAddr {
