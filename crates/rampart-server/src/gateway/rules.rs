@@ -34,6 +34,7 @@
 use http::Method;
 use rampart_store_sql::Role;
 use serde::Deserialize;
+use std::borrow::Cow;
 
 use crate::auth::AuthenticatedUser;
 use crate::config::{Config, ConfigError};
@@ -113,7 +114,7 @@ impl HostPattern {
         if t.is_empty() || t.contains('*') || t.contains('/') {
             return Err(format!("bad host pattern {text:?} (use a name or *.domain)"));
         }
-        Ok(Self::Exact(t))
+        Ok(Self::Exact(t.into_owned()))
     }
 
     fn matches(&self, host: &str) -> bool {
@@ -355,7 +356,7 @@ impl AccessRules {
         let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) {
             std::borrow::Cow::Owned(path.to_ascii_lowercase())
         } else {
-            std::borrow::Cow::Borrowed(path.as_str())
+            std::borrow::Cow::Borrowed(&*path)
         };
         Ok(self.rules.iter().find(|r| r.matches(&host, &path, &folded, method)))
     }
@@ -401,8 +402,17 @@ impl AccessRules {
     }
 }
 
-/// Lower case, without port, surrounding space or trailing dot.
-pub fn normalize_host(host: &str) -> String {
+/// Lower case, without port, surrounding space or trailing dot. A host already in that form
+/// (the usual case) is returned as it is, without a copy.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.';
+    if host.bytes().all(plain) && !host.ends_with('.') {
+        return Cow::Borrowed(host);
+    }
+    Cow::Owned(normalize_host_slow(host))
+}
+
+fn normalize_host_slow(host: &str) -> String {
     let h = host.trim();
     let without_port = if h.starts_with('[') {
         h.find(']').map_or(h, |i| &h[..=i])
@@ -414,9 +424,34 @@ pub fn normalize_host(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The path as rules see it (see the module docs), or `None` when it cannot be read safely.
-pub fn normalize_path(raw: &str) -> Option<String> {
+/// The path as rules see it (see the module docs), or `None` when it cannot be read safely. A
+/// path that normalizing would not change (the usual case) is returned without a copy.
+pub fn normalize_path(raw: &str) -> Option<Cow<'_, str>> {
     let path = raw.split(['?', '#']).next().unwrap_or("");
+    if is_normal_path(path) {
+        return Some(Cow::Borrowed(path));
+    }
+    normalize_path_slow(path).map(Cow::Owned)
+}
+
+/// Whether `path` is already what [`normalize_path`] makes of it: it starts with `/`, has only
+/// letters, digits, `-`, `_`, `~` and `.` between single slashes (nothing to decode, no
+/// parameters, no backslash, no control character), and no segment is `.` or `..`.
+fn is_normal_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else { return false };
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.');
+    // The last segment may be empty (a trailing slash); no other may.
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." || !seg.bytes().all(plain) {
+            return false;
+        }
+    }
+    true
+}
+
+fn normalize_path_slow(path: &str) -> Option<String> {
     let decoded = String::from_utf8(percent_decode(path.as_bytes())).ok()?;
     if decoded.chars().any(char::is_control) {
         return None;

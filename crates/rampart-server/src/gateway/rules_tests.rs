@@ -210,3 +210,37 @@ fn refusing_rules_match_any_letter_case_and_granting_rules_only_their_own() {
     assert_eq!(r.decide(host, "/STATIC/a.css", &Method::GET, None), Decision::Unauthenticated);
     assert_eq!(r.decide(host, "/HEALTHZ", &Method::GET, None), Decision::Unauthenticated);
 }
+
+proptest::proptest! {
+    /// The copy-free answers for paths and hosts that are already normal are exactly what the
+    /// full normalization gives.
+    #[test]
+    fn already_normal_paths_and_hosts_read_as_the_full_normalization_reads_them(
+        parts in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "/", "//", "a", "B", "0", "-", "_", "~", ".", "..", "%2e", "%2F", "%", ";x=1",
+                "\\", "?q=/a", "#f", "é", " ", "\t", ":", "@", "*",
+            ]),
+            0..10,
+        ),
+    ) {
+        let raw = parts.concat();
+        let path = raw.split(['?', '#']).next().unwrap_or("");
+        proptest::prop_assert_eq!(normalize_path(&raw).map(Cow::into_owned), normalize_path_slow(path));
+        proptest::prop_assert_eq!(normalize_host(&raw).into_owned(), normalize_host_slow(&raw));
+    }
+}
+
+#[test]
+fn normal_paths_and_hosts_are_not_copied() {
+    for p in ["/", "/a/b", "/a/b/", "/api/v1/x.json", "/a-b_c~d/e.f"] {
+        assert!(matches!(normalize_path(p), Some(Cow::Borrowed(b)) if b == p), "{p}");
+    }
+    assert!(matches!(normalize_path("/a?x=1"), Some(Cow::Borrowed("/a"))));
+    for p in ["/a//b", "/a/./b", "/a/..", "/A%2e", "a", "", "/a;b"] {
+        assert!(matches!(normalize_path(p), Some(Cow::Owned(_)) | None), "{p}");
+    }
+    assert!(matches!(normalize_host("app.example.com"), Cow::Borrowed("app.example.com")));
+    assert_eq!(normalize_host("App.Example.com:8443"), "app.example.com");
+    assert_eq!(normalize_host("example.com."), "example.com");
+}
