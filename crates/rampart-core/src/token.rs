@@ -16,9 +16,17 @@ pub fn random_bytes() -> [u8; 32] {
 /// the thread-local CSPRNG (seeded and periodically reseeded from the OS), which avoids a system
 /// call per request. Secrets (session ids, tokens, keys) use the OS RNG directly.
 pub fn random_id(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut b);
-    b64url(&b)
+    // Ids are short (request ids, nonces, handles): their bytes stay on the stack.
+    let mut stack = [0u8; 64];
+    let mut heap = Vec::new();
+    let b: &mut [u8] = if n <= stack.len() {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap
+    };
+    rand::thread_rng().fill_bytes(b);
+    b64url(b)
 }
 
 /// A fresh 256-bit secret token, base64url (43 characters).

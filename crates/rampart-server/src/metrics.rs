@@ -94,17 +94,18 @@ impl Metrics {
 
     fn request(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
         let method = method_label(method);
-        let mut routes = self.routes.lock();
-        // Look up by borrowed key; allocate only the first time a route is seen.
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), RouteStats::default());
-        }
-        if let Some(stats) = routes.get_mut(route) {
+        let count = |stats: &mut RouteStats| {
             match stats.by_status.iter_mut().find(|(m, s, _)| *m == method && *s == status) {
                 Some(entry) => entry.2 += 1,
                 None => stats.by_status.push((method, status, 1)),
             }
             stats.latency.observe(took.as_secs_f64());
+        };
+        let mut routes = self.routes.lock();
+        // One lookup by borrowed key; the key is allocated only the first time a route is seen.
+        match routes.get_mut(route) {
+            Some(stats) => count(stats),
+            None => count(routes.entry(route.to_owned()).or_default()),
         }
     }
 }

@@ -97,7 +97,7 @@ pin_project! {
     /// The response future of [`Observe`].
     pub struct ObserveFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<String, F>,
+        inner: TaskLocalFuture<std::sync::Arc<str>, F>,
         seen: Option<Seen>,
     }
 }

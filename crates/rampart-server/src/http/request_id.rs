@@ -6,6 +6,7 @@
 //! to handlers as [`RequestId`] and to error bodies through a task-local.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request};
@@ -19,12 +20,13 @@ use crate::state::AppState;
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
+    // Shared: it is set twice per request (for the inner call and for its future).
+    static CURRENT_REQUEST_ID: Arc<str>;
 }
 
 /// The id of the request being handled on this task, or an empty string outside a request.
 pub fn current_request_id() -> String {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+    CURRENT_REQUEST_ID.try_with(|id| id.to_string()).unwrap_or_default()
 }
 
 fn acceptable_inbound(v: &HeaderValue) -> Option<String> {
@@ -47,7 +49,7 @@ pub fn client_ip_of(
 /// What the request-id part of [`observe`](crate::http::observe) sets on the way in and needs
 /// on the way out.
 pub(crate) struct Tagged {
-    pub(crate) id: String,
+    pub(crate) id: Arc<str>,
     pub(crate) header: Option<HeaderValue>,
     pub(crate) client_ip: ClientIp,
 }
@@ -71,21 +73,22 @@ pub(crate) fn tag(state: &AppState, req: &mut Request) -> Tagged {
     if let Some(v) = &header {
         req.headers_mut().insert(X_REQUEST_ID.clone(), v.clone());
     }
-    req.extensions_mut().insert(RequestId(id.clone()));
+    let shared = Arc::from(id.as_str());
+    req.extensions_mut().insert(RequestId(id));
     req.extensions_mut().insert(client_ip);
-    Tagged { id, header, client_ip }
+    Tagged { id: shared, header, client_ip }
 }
 
 /// Runs `f` (the inner service's `call`) with the request id as the task-local id.
-pub(crate) fn with_id<R>(id: String, f: impl FnOnce() -> R) -> R {
+pub(crate) fn with_id<R>(id: Arc<str>, f: impl FnOnce() -> R) -> R {
     CURRENT_REQUEST_ID.sync_scope(id, f)
 }
 
 /// `fut` polled with the request id as the task-local id.
 pub(crate) fn scoped<F: std::future::Future>(
-    id: String,
+    id: Arc<str>,
     fut: F,
-) -> tokio::task::futures::TaskLocalFuture<String, F> {
+) -> tokio::task::futures::TaskLocalFuture<Arc<str>, F> {
     CURRENT_REQUEST_ID.scope(id, fut)
 }
 
