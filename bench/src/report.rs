@@ -36,6 +36,11 @@ pub(crate) const PROXY_TARGETS: &[(&str, &str, Option<&str>)] = &[
     ("upstream-direct", "the upstream app, no proxy", None),
     ("nginx-proxy", "nginx proxy_pass, no authentication", Some("upstream-direct")),
     ("hyper-proxy", "bare axum + hyper client proxy, nothing checked", Some("nginx-proxy")),
+    (
+        "nginx-bytes",
+        "nginx proxy_pass with Rampart's added headers, nothing checked",
+        Some("nginx-proxy"),
+    ),
     ("rampart-proxy", "Rampart proxy, session checked", Some("nginx-proxy")),
     ("rampart-verify", "Rampart forward auth, GET /auth/verify", Some("plain")),
 ];

@@ -145,6 +145,16 @@ pub(crate) fn upstream() -> Router {
         )
         .route("/json", get(|| async { Json(json!({"ok": true, "service": "upstream"})) }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/headers", get(echo_headers))
+}
+
+/// The request's headers as `name: value` lines, one per header: what a proxy in front sent,
+/// for the script to copy into the `nginx-bytes` baseline.
+async fn echo_headers(headers: axum::http::HeaderMap) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())))
+        .collect()
 }
 
 /// The bare reverse proxy: every request goes to `upstream` over kept-alive HTTP/1.1

@@ -552,6 +552,13 @@ fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
            core, as Rampart serves its connections, with nothing checked and no header added to \
            the answer: the floor of any proxy made of these parts. No goal; it \
            shows how much of the gap to nginx is the stack and how much is Rampart's work.\n\
+         - **nginx-bytes**: nginx-proxy sending the same bytes as Rampart's proxy and checking \
+           nothing: the script copies the headers Rampart adds to the upstream request (the \
+           identity headers, the signed assertion, `X-Forwarded-Host`, `X-Request-Id`, as the \
+           upstream received them) and to the answer (the security headers, `Cache-Control`, \
+           `X-Request-Id`) into `proxy_set_header` and `add_header` lines, and measures it only \
+           when its answer carries every header name Rampart's does. No goal: it shows how much \
+           of the gap to nginx is the bytes the gateway's features put on the wire.\n\
          - **rampart-proxy**: `GET /` through Rampart with `RAMPART_UPSTREAM` set to the same \
            upstream and the session cookie on every request. No access rules are configured, so \
            the default applies: every proxied path needs a logged-in user (checked: without the \
@@ -605,6 +612,14 @@ fn proxy_section(s: &mut String, r: &Results, charts: &[&str]) {
             "The bare axum + hyper client proxy ÷ nginx, same GET: **{}** req/s: the part of the \
              gap that comes from the HTTP stack before Rampart does any work.\n",
             x(if n.rps > 0.0 { h.rps / n.rps } else { 0.0 })
+        );
+    }
+    if let (Some(b), Some(n)) = (find(&r.proxy, "nginx-bytes"), find(&r.proxy, "nginx-proxy")) {
+        let _ = writeln!(
+            s,
+            "nginx sending Rampart's added headers ÷ nginx, same GET: **{}** req/s: the part of \
+             the gap that is the header bytes alone, with nothing checked.\n",
+            x(if n.rps > 0.0 { b.rps / n.rps } else { 0.0 })
         );
     }
     if let Some(v) = find(&r.proxy, "rampart-verify") {
