@@ -124,10 +124,7 @@ pub struct Proxy {
     id: Arc<()>,
     /// What each thread's client connects with (TLS settings included).
     connector: Connector,
-    /// The upstream's time for the response head, `None` when the server's request timeout
-    /// (which started earlier) is as short or shorter and so always ends the wait first: one
-    /// timer per request instead of two that end alike.
-    timeout: Option<Duration>,
+    timeout: Duration,
     body_limit: usize,
     rules: AccessRules,
     public_host: String,
@@ -160,8 +157,7 @@ impl Proxy {
         Ok(Some(Self {
             id: Arc::new(()),
             connector: build_connector(config)?,
-            timeout: (config.proxy.timeout < config.limits.request_timeout)
-                .then_some(config.proxy.timeout),
+            timeout: config.proxy.timeout,
             body_limit: config.proxy.body_limit,
             rules: AccessRules::from_config(config),
             public_host: origin.host.clone(),
@@ -211,11 +207,7 @@ impl Proxy {
             Err(e) => return e.into_response(),
         };
         let sent = self.with_client(|client| client.request(outbound));
-        let sent = match self.timeout {
-            Some(limit) => tokio::time::timeout(limit, sent).await,
-            None => Ok(sent.await),
-        };
-        let answer = match sent {
+        let answer = match tokio::time::timeout(self.timeout, sent).await {
             Err(_) => {
                 tracing::warn!(upstream = %self.upstream.to_url(), "the upstream did not answer in time");
                 return ApiError::new(
