@@ -31,10 +31,11 @@
 //!   matches any name below `example.com`, not `example.com` itself.
 //! - `role:<r>` admits users with role `r`; admins pass every role rule.
 
+use std::borrow::Cow;
+
 use http::Method;
 use rampart_store_sql::Role;
 use serde::Deserialize;
-use std::borrow::Cow;
 
 use crate::auth::AuthenticatedUser;
 use crate::config::{Config, ConfigError};
@@ -354,9 +355,9 @@ impl AccessRules {
         let path = normalize_path(path).ok_or(())?;
         // Most paths have no capitals: no copy for them.
         let folded = if path.bytes().any(|b| b.is_ascii_uppercase()) {
-            std::borrow::Cow::Owned(path.to_ascii_lowercase())
+            Cow::Owned(path.to_ascii_lowercase())
         } else {
-            std::borrow::Cow::Borrowed(&*path)
+            Cow::Borrowed(&*path)
         };
         Ok(self.rules.iter().find(|r| r.matches(&host, &path, &folded, method)))
     }
