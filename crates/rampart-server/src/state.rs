@@ -76,10 +76,7 @@ impl AppState {
 
     /// The regulation key of an email: a keyed hash of its lower-case form, never the email.
     pub fn account_key(&self, email: &str) -> String {
-        format!(
-            "acct:{}",
-            hex::encode(self.keyring.mac(Purpose::RateLimit, email.to_lowercase().as_bytes()))
-        )
+        format!("acct:{}", rate_limit_mac_hex(&self.keyring, &email.to_lowercase()))
     }
 
     /// What the audit log records of login input that names no account: see
@@ -98,8 +95,13 @@ impl AppState {
 /// field included, so the audit log never stores it; the pseudonym still links repeated
 /// attempts with one input. Whoever holds the master key can test guesses against it.
 pub fn login_input_pseudonym(keyring: &Keyring, input: &str) -> String {
-    let normalized = input.trim().to_lowercase();
-    hex::encode(keyring.mac(Purpose::RateLimit, normalized.as_bytes()))
+    rate_limit_mac_hex(keyring, &input.trim().to_lowercase())
+}
+
+/// HMAC-SHA256 of `text` under the rate-limit subkey, in hex: what regulation keys and login
+/// input pseudonyms are made of.
+fn rate_limit_mac_hex(keyring: &Keyring, text: &str) -> String {
+    hex::encode(keyring.mac(Purpose::RateLimit, text.as_bytes()))
 }
 
 impl std::ops::Deref for AppState {

@@ -16,8 +16,8 @@ use sqlx::{Any, Transaction};
 use time::OffsetDateTime;
 
 use crate::db::get_i64;
-use crate::users::{row_to_user, Role, User, USER_COLUMNS};
-use crate::{to_micros, Backend, Db, Result, StoreError};
+use crate::users::{row_to_user, update_role_disabled, Role, User, USER_COLUMNS};
+use crate::{Backend, Db, Result, StoreError};
 
 /// The outcome of a change that must leave an active admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +59,10 @@ impl Db {
             tx.rollback().await.map_err(StoreError::from_sqlx)?;
             return Ok(KeepAdmin::LastAdmin);
         }
-        sqlx::query(
-            "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled), \
-             updated_at = $3 WHERE id = $4",
-        )
-        .bind(role.map(|r| r.as_str().to_owned()))
-        .bind(disabled.map(i64::from))
-        .bind(to_micros(now))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        update_role_disabled(id, role, disabled, now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         let after = self.user_in(&mut tx, id).await?.ok_or(StoreError::Corrupt("user vanished"))?;
         tx.commit().await.map_err(StoreError::from_sqlx)?;
         Ok(KeepAdmin::Done(UserChange { before, after }))

@@ -207,17 +207,10 @@ impl Db {
         disabled: Option<bool>,
         now: OffsetDateTime,
     ) -> Result<Option<User>> {
-        let res = sqlx::query(
-            "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled), \
-             updated_at = $3 WHERE id = $4",
-        )
-        .bind(role.map(|r| r.as_str().to_owned()))
-        .bind(disabled.map(i64::from))
-        .bind(to_micros(now))
-        .bind(id)
-        .execute(self.pool())
-        .await
-        .map_err(StoreError::from_sqlx)?;
+        let res = update_role_disabled(id, role, disabled, now)
+            .execute(self.pool())
+            .await
+            .map_err(StoreError::from_sqlx)?;
         if res.rows_affected() == 0 {
             return Ok(None);
         }
@@ -271,4 +264,22 @@ async fn insert_user(
     .await
     .map_err(StoreError::from_sqlx)?;
     Ok(())
+}
+
+/// The statement that sets `role` and/or `disabled` (each left as it is when `None`) of user
+/// `id`, for [`Db::update_user`] and [`Db::update_user_keeping_admin`].
+pub(crate) fn update_role_disabled(
+    id: &str,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    now: OffsetDateTime,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "UPDATE users SET role = COALESCE($1, role), disabled = COALESCE($2, disabled), \
+         updated_at = $3 WHERE id = $4",
+    )
+    .bind(role.map(|r| r.as_str().to_owned()))
+    .bind(disabled.map(i64::from))
+    .bind(to_micros(now))
+    .bind(id)
 }

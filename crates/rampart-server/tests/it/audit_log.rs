@@ -244,6 +244,25 @@ async fn body_at(pool: &AnyPool, seq: i64) -> String {
         .get::<String, _>("body")
 }
 
+/// Asserts that verification of the stopped log of `s` fails at its third event (`events`,
+/// oldest first) for `reason`, after two good ones: by `rampart audit verify`, then by the
+/// verify endpoint of a server started on the same data.
+async fn assert_third_event_fails_everywhere(s: &Server, events: &[Value], reason: &str) {
+    let failure = json!({
+        "instance": events[2]["instance"],
+        "seq": 3,
+        "id": events[2]["id"],
+        "reason": reason,
+    });
+    assert_verify_fails(&s.dir, 2, failure.clone());
+    let s2 = Server::start_in(&s.dir, &[NO_RATE_LIMIT], &[]);
+    let a = login(&s2, ADMIN_EMAIL, ADMIN_PW).await;
+    let r = a.get("/api/admin/audit/verify").await;
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report, json!({"ok": false, "checked": 2, "first_failure": failure}));
+}
+
 /// Asserts that `rampart audit verify` fails with exactly `failure` after `checked` events.
 fn assert_verify_fails(dir: &Path, checked: u64, failure: Value) {
     let (code, report, out) = verify_cli(dir, &[]);
@@ -892,21 +911,7 @@ async fn sqlite_refuses_updates_and_verify_catches_a_modified_event_body() {
         .unwrap();
     assert_eq!(done.rows_affected(), 1);
     pool.close().await;
-    let failure = json!({
-        "instance": events[2]["instance"],
-        "seq": 3,
-        "id": events[2]["id"],
-        "reason": "hash_mismatch",
-    });
-    assert_verify_fails(&s.dir, 2, failure.clone());
-
-    // The running server's verify endpoint reports the same failure.
-    let s2 = Server::start_in(&s.dir, &[NO_RATE_LIMIT], &[]);
-    let a = login(&s2, ADMIN_EMAIL, ADMIN_PW).await;
-    let r = a.get("/api/admin/audit/verify").await;
-    assert_eq!(r.status(), 200);
-    let report: Value = r.json().await.unwrap();
-    assert_eq!(report, json!({"ok": false, "checked": 2, "first_failure": failure}));
+    assert_third_event_fails_everywhere(&s, &events, "hash_mismatch").await;
 }
 
 #[tokio::test]
@@ -925,17 +930,7 @@ async fn verify_catches_search_columns_edited_to_hide_an_event() {
     .unwrap();
     assert_eq!(done.rows_affected(), 1);
     pool.close().await;
-    let failure = json!({
-        "instance": events[2]["instance"],
-        "seq": 3,
-        "id": events[2]["id"],
-        "reason": "index_mismatch",
-    });
-    assert_verify_fails(&s.dir, 2, failure.clone());
-    let s2 = Server::start_in(&s.dir, &[NO_RATE_LIMIT], &[]);
-    let a = login(&s2, ADMIN_EMAIL, ADMIN_PW).await;
-    let report: Value = a.get("/api/admin/audit/verify").await.json().await.unwrap();
-    assert_eq!(report, json!({"ok": false, "checked": 2, "first_failure": failure}));
+    assert_third_event_fails_everywhere(&s, &events, "index_mismatch").await;
 }
 
 #[tokio::test]
